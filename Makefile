@@ -1,0 +1,45 @@
+# meshray developer entry points. Every target that needs tools runs `setup` first, so a
+# fresh checkout needs nothing but Python 3.10+, Go and make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(abspath .)
+BIN       := $(ROOT)/bin
+VENV      := $(ROOT)/.venv
+PY        := $(VENV)/bin/python
+CHART     := charts/meshray
+RELEASE   ?= meshray
+NAMESPACE ?= default
+VALUES    ?=
+
+# Pinned tool versions (installed into bin/ through the Go module proxy).
+HELM_VERSION ?= v4.3.1
+HELM         := $(BIN)/helm
+
+export PATH := $(BIN):$(VENV)/bin:$(PATH)
+export MESHRAY_HELM := $(HELM)
+
+.PHONY: help setup venv render test unit fmt
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: venv $(HELM) ## create .venv and install pinned tools into bin/
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(HELM):
+	mkdir -p $(BIN)
+	GOBIN=$(BIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+render: setup ## render the chart (VALUES=file) and print manifests plus the port table
+	$(VENV)/bin/meshray render $(if $(VALUES),-f $(VALUES)) --namespace $(NAMESPACE) --release $(RELEASE) --ports-after
+
+test: setup ## run the test suite (what CI runs)
+	$(PY) -m pytest -q
+
+-include mk/*.mk

@@ -1,0 +1,109 @@
+"""Render the meshray chart through pyhelm3 (the real helm binary underneath).
+
+Values files are handed to helm as ``-f`` arguments, in order, so helm's own merge rules
+apply (maps merge, lists replace, ``null`` deletes); nothing is merged in Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyhelm3 import Command
+from pyhelm3 import errors as helm_errors
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHART = REPO_ROOT / "charts" / "meshray"
+
+
+class RenderError(Exception):
+    """helm refused to render: a chart ``fail``, a schema violation or a template error."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.stderr = stderr
+
+
+def helm_executable() -> str:
+    """The helm binary to use: $MESHRAY_HELM, then bin/helm of this repo, then PATH."""
+    env = os.environ.get("MESHRAY_HELM")
+    if env:
+        return env
+    local = REPO_ROOT / "bin" / "helm"
+    if local.exists():
+        return str(local)
+    found = shutil.which("helm")
+    if found:
+        return found
+    raise RenderError("no helm binary found: run `make setup` or set MESHRAY_HELM")
+
+
+@dataclass
+class RenderRequest:
+    values_files: Sequence[str | os.PathLike[str]] = ()
+    set_values: Sequence[str] = ()
+    set_string_values: Sequence[str] = ()
+    release: str = "meshray"
+    namespace: str = "default"
+    chart: str | os.PathLike[str] = DEFAULT_CHART
+    extra_args: Sequence[str] = field(default_factory=tuple)
+
+    def args(self) -> list[str]:
+        args = ["template", self.release, str(self.chart), "--namespace", self.namespace]
+        for f in self.values_files:
+            args += ["--values", str(f)]
+        for s in self.set_values:
+            args += ["--set", s]
+        for s in self.set_string_values:
+            args += ["--set-string", s]
+        args += list(self.extra_args)
+        return args
+
+
+_HELM_ERROR_PREFIX = re.compile(r"^Error:\s*", re.MULTILINE)
+
+
+def clean_helm_error(stderr: str) -> str:
+    """Reduce helm's stderr to the message a user needs (our `fail` text or the schema error)."""
+    text = stderr.strip()
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("WARNING:", "walk.go"))]
+    text = "\n".join(lines).strip()
+    text = _HELM_ERROR_PREFIX.sub("", text, count=1)
+    # `fail` messages arrive as: execution error at (meshray/templates/x.yaml:3:4): <message>
+    m = re.search(r"execution error at \([^)]*\):\s*(.*)", text, re.DOTALL)
+    if m:
+        return m.group(1).strip()
+    return text
+
+
+async def _run(request: RenderRequest) -> str:
+    command = Command(executable=helm_executable())
+    try:
+        out = await command.run(request.args())
+    except helm_errors.Error as exc:  # every pyhelm3 failure derives from Error
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        raise RenderError(clean_helm_error(stderr) or str(exc), stderr) from None
+    return out.decode()
+
+
+def render_text(request: RenderRequest | None = None) -> str:
+    """The rendered manifests exactly as helm prints them."""
+    return asyncio.run(_run(request or RenderRequest()))
+
+
+def parse_manifests(text: str) -> list[dict[str, Any]]:
+    """All non-empty YAML documents of a manifest stream."""
+    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d]
+
+
+def render(request: RenderRequest | None = None) -> list[dict[str, Any]]:
+    """The rendered manifests, parsed."""
+    return parse_manifests(render_text(request))
