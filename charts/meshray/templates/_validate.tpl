@@ -1,0 +1,161 @@
+{{/*
+Cross-field checks. values.schema.json (generated from values.schema.yamale) already enforces
+types, enums and port ranges; these catch what a schema cannot. Each message names the key
+and the value, and says what to do. Included once, from service.yaml.
+*/}}
+{{- define "meshray.validate" -}}
+{{- $v := .Values -}}
+{{- $p := $v.ports -}}
+
+{{- /* Names: the cluster name prefixes every object and must fit once suffixed. */ -}}
+{{- $cluster := include "meshray.clusterName" . -}}
+{{- $nameKey := ternary "clusterName" "the release name (clusterName is empty)" (ne $v.clusterName "") -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster) -}}
+{{- fail (printf "%s: %q is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter): the RayCluster and its Services are named after it" $nameKey $cluster) -}}
+{{- end -}}
+{{- $svc := include "meshray.headlessServiceName" . -}}
+{{- if gt (len $svc) 63 -}}
+{{- fail (printf "%s: %q is %d characters, so the headless Service name %q exceeds 63; use at most 50 characters" $nameKey $cluster (len $cluster) $svc) -}}
+{{- end -}}
+
+{{- /* Worker ports: range order, size ceiling, list duplicates. */ -}}
+{{- if $p.workerPortList -}}
+{{- $seen := dict -}}
+{{- range $p.workerPortList -}}
+{{- if hasKey $seen (toString .) -}}
+{{- fail (printf "ports.workerPortList: port %d is listed twice" (int .)) -}}
+{{- end -}}
+{{- $_ := set $seen (toString .) true -}}
+{{- end -}}
+{{- if gt (len $p.workerPortList) (int $p.maxWorkerPorts) -}}
+{{- fail (printf "ports.workerPortList: %d worker ports exceed ports.maxWorkerPorts=%d. Every worker port is a Service port, and each Istio sidecar is programmed per pod and port (Ray's default range 10002-19999 got pods OOM-killed, kuberay#1005); shorten the list or raise ports.maxWorkerPorts deliberately" (len $p.workerPortList) (int $p.maxWorkerPorts)) -}}
+{{- end -}}
+{{- else -}}
+{{- if le (int $p.maxWorkerPort) (int $p.minWorkerPort) -}}
+{{- fail (printf "ports.maxWorkerPort: %d must be greater than ports.minWorkerPort (%d); Ray refuses max-worker-port <= min-worker-port" (int $p.maxWorkerPort) (int $p.minWorkerPort)) -}}
+{{- end -}}
+{{- $count := add1 (sub (int $p.maxWorkerPort) (int $p.minWorkerPort)) -}}
+{{- if gt (int $count) (int $p.maxWorkerPorts) -}}
+{{- fail (printf "ports.maxWorkerPort: the worker range %d-%d is %d ports, above ports.maxWorkerPorts=%d. Every worker port is a Service port, and each Istio sidecar is programmed per pod and port (Ray's default range 10002-19999 got pods OOM-killed, kuberay#1005); narrow the range or raise ports.maxWorkerPorts deliberately" (int $p.minWorkerPort) (int $p.maxWorkerPort) (int $count) (int $p.maxWorkerPorts)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Every port number is used by exactly one component. */ -}}
+{{- $owner := dict -}}
+{{- range (include "meshray.ports" . | fromYaml).ports -}}
+{{- $k := toString (int .port) -}}
+{{- if hasKey $owner $k -}}
+{{- fail (printf "%s: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" .key $k (get $owner $k)) -}}
+{{- end -}}
+{{- $_ := set $owner $k .key -}}
+{{- end -}}
+
+{{- /* Extra rayStartParams may not touch what the port map owns. */ -}}
+{{- $owned := list "port" "dashboard-port" "ray-client-server-port" "node-manager-port" "object-manager-port" "runtime-env-agent-port" "dashboard-agent-grpc-port" "dashboard-agent-listen-port" "metrics-export-port" "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
+{{- $groups := list (dict "key" "head.rayStartParams" "params" $v.head.rayStartParams) (dict "key" "workerDefaults.rayStartParams" "params" $v.workerDefaults.rayStartParams) -}}
+{{- range $name, $g := $v.workerGroups -}}
+{{- $groups = append $groups (dict "key" (printf "workerGroups.%s.rayStartParams" $name) "params" (($g | default dict).rayStartParams | default dict)) -}}
+{{- end -}}
+{{- range $groups -}}
+{{- $key := .key -}}
+{{- range $flag, $val := .params -}}
+{{- if eq $flag "gcs-server-port" -}}
+{{- fail (printf "%s.gcs-server-port: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key (toString $val) $v.ray.version) -}}
+{{- else if eq $flag "dashboard-grpc-port" -}}
+{{- if semverCompare ">=2.48.0-0" $v.ray.version -}}
+{{- fail (printf "%s.dashboard-grpc-port: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key (toString $val) $v.ray.version) -}}
+{{- else -}}
+{{- fail (printf "%s.dashboard-grpc-port: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key (toString $val) $v.ray.version) -}}
+{{- end -}}
+{{- else if has $flag $owned -}}
+{{- fail (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $flag (toString $val)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* KubeRay owns these pod labels. */ -}}
+{{- $labelSources := list (dict "key" "head.labels" "labels" $v.head.labels) (dict "key" "workerDefaults.labels" "labels" $v.workerDefaults.labels) -}}
+{{- range $name, $g := $v.workerGroups -}}
+{{- $labelSources = append $labelSources (dict "key" (printf "workerGroups.%s.labels" $name) "labels" (($g | default dict).labels | default dict)) -}}
+{{- end -}}
+{{- range $labelSources -}}
+{{- $key := .key -}}
+{{- $labels := .labels | default dict -}}
+{{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" -}}
+{{- if hasKey $labels $l -}}
+{{- fail (printf "%s.%s: KubeRay sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Replica bounds per worker group. */ -}}
+{{- range (include "meshray.workerGroups" . | fromYaml).groups -}}
+{{- $g := .values -}}
+{{- if gt (len .name) 63 -}}
+{{- fail (printf "workerGroups.%s: the group name is %d characters; it becomes the ray.io/group label, which allows 63" .name (len .name)) -}}
+{{- end -}}
+{{- if or (lt (int $g.replicas) (int $g.minReplicas)) (gt (int $g.replicas) (int $g.maxReplicas)) -}}
+{{- fail (printf "workerGroups.%s.replicas: %d is outside minReplicas..maxReplicas (%d..%d)" .name (int $g.replicas) (int $g.minReplicas) (int $g.maxReplicas)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* PeerAuthentication. */ -}}
+{{- $m := $v.mtls -}}
+{{- if and $m.enabled $m.portLevelMtls -}}
+{{- if eq $m.scope "namespace" -}}
+{{- fail "mtls.portLevelMtls: Istio applies port-level mTLS only to policies with a workload selector; use mtls.scope=cluster or drop the exceptions" -}}
+{{- end -}}
+{{- $podPorts := dict -}}
+{{- range (include "meshray.ports" . | fromYaml).ports -}}
+{{- $_ := set $podPorts (toString (int .port)) true -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $m.portLevelMtls -}}
+{{- $k := toString (int .port) -}}
+{{- if not (hasKey $podPorts $k) -}}
+{{- fail (printf "mtls.portLevelMtls: port %s is not a port the Ray pods listen on (portLevelMtls keys on the workload port); use one of the ports in the port map" $k) -}}
+{{- end -}}
+{{- if hasKey $seen $k -}}
+{{- fail (printf "mtls.portLevelMtls: port %s is listed twice" $k) -}}
+{{- end -}}
+{{- $_ := set $seen $k true -}}
+{{- end -}}
+{{- end -}}
+{{- $policyNames := dict (ternary "default" $cluster (eq $m.scope "namespace")) "mtls" -}}
+{{- range $m.extraPolicies -}}
+{{- if hasKey $policyNames .name -}}
+{{- fail (printf "mtls.extraPolicies: name %q is already used by another PeerAuthentication of this release" .name) -}}
+{{- end -}}
+{{- $_ := set $policyNames .name "extra" -}}
+{{- end -}}
+
+{{- /* Ingresses. */ -}}
+{{- $ic := $v.ingress.client -}}
+{{- if $ic.enabled -}}
+{{- if not $v.rayTls.enabled -}}
+{{- fail "ingress.client.enabled: true needs rayTls.enabled=true: with ssl-passthrough NGINX hands the client's TLS stream to Ray's client server, which must speak TLS" -}}
+{{- end -}}
+{{- if not $ic.host -}}
+{{- fail "ingress.client.host: \"\": ssl-passthrough routes by SNI, so the client Ingress needs a host name" -}}
+{{- end -}}
+{{- end -}}
+{{- $id := $v.ingress.dashboard -}}
+{{- if $id.enabled -}}
+{{- $t := $id.auth.type -}}
+{{- if and (eq $t "none") (not $id.acknowledgeUnauthenticated) -}}
+{{- fail "ingress.dashboard.auth.type: \"none\": the dashboard and Jobs API execute arbitrary code for whoever reaches them (CVE-2023-48022). Set ingress.dashboard.auth.type to basic, external or rayToken, or set ingress.dashboard.acknowledgeUnauthenticated=true if something else guards it" -}}
+{{- end -}}
+{{- if and (eq $t "basic") (not $id.auth.basicSecretName) -}}
+{{- fail "ingress.dashboard.auth.basicSecretName: \"\": auth.type=basic needs the name of a Secret holding an htpasswd file under the key auth" -}}
+{{- end -}}
+{{- if and (eq $t "external") (not $id.auth.externalUrl) -}}
+{{- fail "ingress.dashboard.auth.externalUrl: \"\": auth.type=external needs the URL of the authentication service (for example oauth2-proxy's /oauth2/auth)" -}}
+{{- end -}}
+{{- if and (eq $t "rayToken") (semverCompare "<2.52.0-0" $v.ray.version) -}}
+{{- fail (printf "ingress.dashboard.auth.type: \"rayToken\" needs Ray >= 2.52 (ray.version=%s)" $v.ray.version) -}}
+{{- end -}}
+{{- if and $id.tls.enabled (not $id.tls.secretName) -}}
+{{- fail "ingress.dashboard.tls.secretName: \"\": tls.enabled=true needs the name of a TLS Secret" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
