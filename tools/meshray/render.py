@@ -91,7 +91,7 @@ async def _run(request: RenderRequest) -> str:
     except helm_errors.Error as exc:  # every pyhelm3 failure derives from Error
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise RenderError(clean_helm_error(stderr) or str(exc), stderr) from None
-    return out.decode()
+    return bytes(out).decode()
 
 
 def render_text(request: RenderRequest | None = None) -> str:
