@@ -1,0 +1,114 @@
+"""Every `fail` in templates/_validate.tpl, triggered once: bad values never render a manifest,
+and the message names the offending key and value."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CHART, Renderer
+from meshray.render import RenderError, RenderRequest, render
+
+LONG = "a" * 51  # 51 + len("-headless-svc") = 64 > 63
+
+# (id, --set values, release, substrings the message must contain)
+CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
+    ("release-not-dns-label", (), "9lives",
+     ("the release name", '"9lives-meshray"', "DNS-1035")),
+    ("derived-name-too-long", (f"clusterName={LONG}",), "meshray",
+     ("clusterName", LONG, "exceeds 63")),
+    ("worker-list-duplicate", ("ports.workerPortList={12000,12001,12000}",), "meshray",
+     ("ports.workerPortList", "port 12000 is listed twice")),
+    ("worker-list-over-ceiling", ("ports.workerPortList={12000,12001,12002}",
+                                  "ports.maxWorkerPorts=2"), "meshray",
+     ("ports.workerPortList", "3 worker ports exceed ports.maxWorkerPorts=2")),
+    ("worker-range-inverted", ("ports.minWorkerPort=10100", "ports.maxWorkerPort=10100"),
+     "meshray", ("ports.maxWorkerPort", "10100 must be greater than ports.minWorkerPort (10100)")),
+    ("worker-range-over-ceiling", ("ports.maxWorkerPort=19999",), "meshray",
+     ("ports.maxWorkerPort", "10002-19999 is 9998 ports, above ports.maxWorkerPorts=200",
+      "OOM")),
+    ("duplicate-port", ("ports.objectManager=6380",), "meshray",
+     ("ports.objectManager", "port 6380 is already used by ports.nodeManager")),
+    ("pinned-port-inside-worker-range", ("ports.client=10005",), "meshray",
+     ("ports.workerPorts", "port 10005 is already used by ports.client")),
+    ("gcs-server-port", ("head.rayStartParams.gcs-server-port=6379",), "meshray",
+     ("head.rayStartParams.gcs-server-port", '"6379"', "Ray 2.48 removed it")),
+    ("dashboard-grpc-port-new-ray", ("workerDefaults.rayStartParams.dashboard-grpc-port=6390",),
+     "meshray", ("workerDefaults.rayStartParams.dashboard-grpc-port", '"6390"',
+                 "Ray 2.48 removed --dashboard-grpc-port")),
+    ("dashboard-grpc-port-old-ray", ("ray.version=2.10.0",
+                                     "head.rayStartParams.dashboard-grpc-port=6390"), "meshray",
+     ("head.rayStartParams.dashboard-grpc-port", '"6390"', "ports.dashboardGrpc")),
+    ("pinned-flag-override", ("workerGroups.gpu.rayStartParams.object-manager-port=7000",),
+     "meshray", ("workerGroups.gpu.rayStartParams.object-manager-port", '"7000"',
+                 "overrides a port the chart pins")),
+    ("node-ip-override", ("head.rayStartParams.node-ip-address=10.0.0.1",), "meshray",
+     ("head.rayStartParams.node-ip-address", '"10.0.0.1"')),
+    ("kuberay-label", ("head.labels.ray\\.io/group=x",), "meshray",
+     ("head.labels.ray.io/group", "KubeRay sets this label")),
+    ("group-name-too-long", (f"workerGroups.{'g' * 64}.replicas=1",), "meshray",
+     (f"workerGroups.{'g' * 64}", "64 characters")),
+    ("replicas-out-of-bounds", ("workerGroups.cpu.replicas=5", "workerGroups.cpu.maxReplicas=2"),
+     "meshray", ("workerGroups.cpu.replicas", "5 is outside minReplicas..maxReplicas (1..2)")),
+    ("port-mtls-namespace-scope", ("mtls.scope=namespace", "mtls.portLevelMtls[0].port=8080",
+                                   "mtls.portLevelMtls[0].mode=PERMISSIVE"), "meshray",
+     ("mtls.portLevelMtls", "workload selector")),
+    ("port-mtls-unknown-port", ("mtls.portLevelMtls[0].port=9999",
+                                "mtls.portLevelMtls[0].mode=PERMISSIVE"), "meshray",
+     ("mtls.portLevelMtls", "port 9999 is not a port the Ray pods listen on")),
+    ("port-mtls-duplicate", ("mtls.portLevelMtls[0].port=8080",
+                             "mtls.portLevelMtls[0].mode=PERMISSIVE",
+                             "mtls.portLevelMtls[1].port=8080",
+                             "mtls.portLevelMtls[1].mode=DISABLE"), "meshray",
+     ("mtls.portLevelMtls", "port 8080 is listed twice")),
+    ("extra-policy-name-clash", ("mtls.extraPolicies[0].name=meshray",
+                                 "mtls.extraPolicies[0].matchLabels.app=x"), "meshray",
+     ("mtls.extraPolicies", '"meshray"', "already used")),
+    ("client-ingress-without-tls", ("ingress.client.enabled=true",
+                                    "ingress.client.host=ray.example.com"), "meshray",
+     ("ingress.client.enabled", "rayTls.enabled=true")),
+    ("client-ingress-without-host", ("ingress.client.enabled=true", "rayTls.enabled=true"),
+     "meshray", ("ingress.client.host", "SNI")),
+    ("dashboard-unauthenticated", ("ingress.dashboard.enabled=true",), "meshray",
+     ("ingress.dashboard.auth.type", '"none"', "CVE-2023-48022", "acknowledgeUnauthenticated")),
+    ("dashboard-basic-without-secret", ("ingress.dashboard.enabled=true",
+                                        "ingress.dashboard.auth.type=basic"), "meshray",
+     ("ingress.dashboard.auth.basicSecretName", '""')),
+    ("dashboard-external-without-url", ("ingress.dashboard.enabled=true",
+                                        "ingress.dashboard.auth.type=external"), "meshray",
+     ("ingress.dashboard.auth.externalUrl", '""')),
+    ("dashboard-ray-token-old-ray", ("ingress.dashboard.enabled=true",
+                                     "ingress.dashboard.auth.type=rayToken",
+                                     "ray.version=2.47.1"), "meshray",
+     ("ingress.dashboard.auth.type", '"rayToken"', "2.47.1")),
+    ("dashboard-tls-without-secret", ("ingress.dashboard.enabled=true",
+                                      "ingress.dashboard.acknowledgeUnauthenticated=true",
+                                      "ingress.dashboard.tls.enabled=true"), "meshray",
+     ("ingress.dashboard.tls.secretName", '""')),
+]
+
+
+@pytest.mark.parametrize(("set_values", "release", "expected"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_values_fail_with_key_and_value(set_values: tuple[str, ...], release: str,
+                                            expected: tuple[str, ...]) -> None:
+    with pytest.raises(RenderError) as err:
+        render(RenderRequest(set_values=set_values, release=release, chart=CHART))
+    for text in expected:
+        assert text in err.value.message, (text, err.value.message)
+    assert "execution error" not in err.value.message  # the helm noise is stripped
+
+
+def test_every_fail_in_the_chart_has_a_case() -> None:
+    """Counting guard: a new `fail` in the templates needs a new case above."""
+    fails = sum(p.read_text().count("fail ") for p in (CHART / "templates").glob("*"))
+    # Two fails have a second case (a pinned port inside the worker range; node-ip-address).
+    assert fails == len(CASES) - 2, f"{fails} fail calls in templates, {len(CASES)} cases"
+
+
+def test_good_values_still_render(render_chart: Renderer) -> None:
+    """The cases above differ from a valid render only in the offending value."""
+    docs = render_chart(set_values=("workerGroups.cpu.replicas=2", "workerGroups.cpu.maxReplicas=2",
+                                    "ingress.dashboard.enabled=true",
+                                    "ingress.dashboard.auth.type=external",
+                                    "ingress.dashboard.auth.externalUrl=http://oauth2/auth"))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["Ingress", "PeerAuthentication", "RayCluster", "Service"]
