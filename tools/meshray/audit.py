@@ -112,7 +112,7 @@ class Finding:
                 f"{self.message}{got} [{self.check}] fix: {self.fix}")
 
 
-def _show(value: Any, limit: int = 100) -> str:
+def _show(value: Any, limit: int = 160) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else json.dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

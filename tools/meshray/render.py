@@ -69,6 +69,7 @@ class RenderRequest:
 
 
 _HELM_ERROR_PREFIX = re.compile(r"^Error:\s*", re.MULTILINE)
+_DEBUG_HINT = re.compile(r"\s*Use --debug flag to render out invalid YAML\s*$")
 
 
 def clean_helm_error(stderr: str) -> str:
@@ -78,6 +79,7 @@ def clean_helm_error(stderr: str) -> str:
     text = "\n".join(lines).strip()
     text = _HELM_ERROR_PREFIX.sub("", text, count=1)
     # `fail` messages arrive as: execution error at (meshray/templates/x.yaml:3:4): <message>
+    text = _DEBUG_HINT.sub("", text).strip()
     m = re.search(r"execution error at \([^)]*\):\s*(.*)", text, re.DOTALL)
     if m:
         return m.group(1).strip()

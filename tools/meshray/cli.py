@@ -1,0 +1,325 @@
+"""``meshray``: validate values, render the chart, audit manifests, generate schema and docs.
+
+Exit status: 0 success, 1 problems found (validation errors, error findings, drift), 2 the
+command could not run (bad arguments, unreadable or malformed input, missing helm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .schema import ChartSchema
+
+OK, PROBLEMS, UNUSABLE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command cannot run; the message says why."""
+
+
+def _chart(args: argparse.Namespace) -> Path:
+    chart = Path(args.chart)
+    if not (chart / "Chart.yaml").is_file():
+        raise UsageError(f"{chart}: not a chart directory (no Chart.yaml)")
+    return chart
+
+
+def _schema_inputs(chart: Path) -> tuple[ChartSchema, dict[str, Any], dict[str, str]]:
+    from . import schema, valuesfile
+
+    yamale_path = chart / schema.YAMALE_FILE
+    values_path = chart / schema.VALUES_FILE
+    for p in (yamale_path, values_path):
+        if not p.is_file():
+            raise UsageError(f"{p}: missing")
+    loaded = schema.load(yamale_path)
+    text = values_path.read_text(encoding="utf-8")
+    return loaded, valuesfile.load_defaults(values_path), valuesfile.descriptions(text)
+
+
+# ----------------------------------------------------------------------------- verbs
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from . import schema, validate, valuesfile
+
+    chart = _chart(args)
+    loaded = schema.load(chart / schema.YAMALE_FILE)
+    defaults = valuesfile.load_defaults(chart / schema.VALUES_FILE)
+    opts = validate.Options(chart=chart, schema=loaded, defaults=defaults, release=args.release,
+                            namespace=args.namespace, render=not args.no_render)
+    files = args.values or [str(chart / schema.VALUES_FILE)]
+    errors = warnings = 0
+    for file in files:
+        for p in validate.validate_file(file, opts):
+            print(p.line(), file=out)
+            if p.severity == validate.ERROR:
+                errors += 1
+            else:
+                warnings += 1
+    summary = f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)"
+    out.flush()
+    print(summary, file=sys.stderr)
+    return PROBLEMS if errors else OK
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    from . import manifests, ports
+    from .render import RenderError, RenderRequest, render_text
+
+    request = RenderRequest(values_files=args.values, set_values=args.set,
+                            set_string_values=args.set_string, release=args.release,
+                            namespace=args.namespace, chart=_chart(args))
+    try:
+        text = render_text(request)
+    except RenderError as exc:
+        print(f"meshray render: {exc.message}", file=sys.stderr)
+        return PROBLEMS
+    if not args.ports:
+        out.write(text)
+    if args.ports or args.ports_after:
+        rows = ports.table(manifests.parse_stream(text, "render"), args.namespace)
+        if args.ports_after:
+            out.write("\n# Port table\n")
+            out.write("".join(f"# {line}\n" for line in ports.format_table(rows).splitlines()))
+        else:
+            out.write(ports.format_table(rows))
+    return OK
+
+
+def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from . import audit, manifests
+
+    if args.files.count(manifests.STDIN) > 1:
+        raise UsageError("stdin (-) can be read only once")
+    objs = manifests.load(args.files)
+    findings = audit.audit(objs, namespace=args.namespace, root_namespace=args.root_namespace)
+    shown = [f for f in findings
+             if audit.SEVERITIES.index(f.severity) <= audit.SEVERITIES.index(args.min_severity)]
+    if args.format == "json":
+        out.write(audit.to_json(shown) + "\n")
+    else:
+        for f in shown:
+            print(f.line(), file=out)
+        counts = {s: sum(f.severity == s for f in findings) for s in audit.SEVERITIES}
+        clusters = sum(m.kind == "RayCluster" for m in objs)
+        out.flush()
+        print(f"{len(objs)} object(s), {clusters} RayCluster(s): {counts['error']} error(s), "
+              f"{counts['warning']} warning(s), {counts['info']} info", file=sys.stderr)
+    return PROBLEMS if any(f.severity == audit.ERROR for f in findings) else OK
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    from . import schema
+
+    chart = _chart(args)
+    loaded, _, descriptions = _schema_inputs(chart)
+    text = schema.dump(schema.to_json_schema(loaded, descriptions))
+    target = chart / schema.JSON_FILE
+    return _write_or_check(target, text, args.check, "meshray schema", out)
+
+
+def cmd_docs(args: argparse.Namespace, out: TextIO) -> int:
+    from . import docs
+
+    chart = _chart(args)
+    loaded, defaults, descriptions = _schema_inputs(chart)
+    readme = Path(args.readme) if args.readme else chart.parent.parent / "README.md"
+    if not readme.is_file():
+        raise UsageError(f"{readme}: missing")
+    current = readme.read_text(encoding="utf-8")
+    body = docs.table(loaded, defaults, descriptions)
+    try:
+        new = docs.splice(current, body)
+    except docs.DocsError as exc:
+        raise UsageError(f"{readme}: {exc}") from None
+    return _write_or_check(readme, new, args.check, "meshray docs", out)
+
+
+def _write_or_check(target: Path, text: str, check: bool, command: str, out: TextIO) -> int:
+    current = target.read_text(encoding="utf-8") if target.is_file() else None
+    if check:
+        if current == text:
+            print(f"{target}: up to date", file=out)
+            return OK
+        state = "missing" if current is None else "out of date"
+        print(f"{target}: {state}; run `{command}` and commit the result", file=out)
+        return PROBLEMS
+    if current != text:
+        target.write_text(text, encoding="utf-8")
+        print(f"{target}: written", file=out)
+    else:
+        print(f"{target}: unchanged", file=out)
+    return OK
+
+
+# ----------------------------------------------------------------------------- parser
+
+_DESCRIPTION = """\
+Tooling for the meshray chart: Ray (KubeRay) inside an Istio mesh with STRICT mTLS.
+Every Ray port must be pinned, declared in a headless Service with the right appProtocol,
+and reachable at a Pod FQDN; meshray checks and renders exactly that."""
+
+_EPILOG = """\
+exit status: 0 ok, 1 problems found (errors, error findings, drift), 2 could not run.
+examples:
+  meshray validate values-examples/*.yaml
+  meshray render -f my-values.yaml --ports
+  helm template r charts/meshray | meshray audit -
+  meshray schema --check && meshray docs --check"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def _chart_args(p: argparse.ArgumentParser) -> None:
+    from .render import DEFAULT_CHART
+
+    p.add_argument("--chart", default=str(DEFAULT_CHART), metavar="DIR",
+                   help="chart directory (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshray", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"meshray {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "validate", formatter_class=_Formatter,
+        help="check values files against the schema and the chart's own checks",
+        description="Check each values file (layered over the chart's values.yaml, as helm "
+        "does) against values.schema.yamale, then render the chart with it so the chart's "
+        "`fail` checks surface too. Problems print as `file: key.path: problem (got value)`. "
+        "Also warns about legal but risky choices: a worker range likely too small for a "
+        "group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS.",
+        epilog="exit status: 1 when any file has an error (warnings alone exit 0).")
+    p.add_argument("values", nargs="*", metavar="VALUES",
+                   help="values files (default: the chart's own values.yaml)")
+    p.add_argument("--no-render", action="store_true",
+                   help="schema check only; skip helm and the chart's `fail` checks")
+    p.add_argument("--release", default="meshray", help="release name (default: %(default)s)")
+    p.add_argument("-n", "--namespace", default="default",
+                   help="namespace (default: %(default)s)")
+    _chart_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "render", formatter_class=_Formatter, help="render the chart (helm template)",
+        description="Render the chart through helm (pyhelm3) and print the manifests, or with "
+        "--ports the port table: every port, its name, protocol, the groups that listen on it "
+        "and the Service that declares it.")
+    p.add_argument("-f", "--values", action="append", default=[], metavar="VALUES",
+                   help="values file, repeatable; later files win")
+    p.add_argument("--set", action="append", default=[], metavar="K=V",
+                   help="set a value (helm --set), repeatable")
+    p.add_argument("--set-string", action="append", default=[], metavar="K=V",
+                   help="set a string value (helm --set-string), repeatable")
+    p.add_argument("--release", default="meshray", help="release name (default: %(default)s)")
+    p.add_argument("-n", "--namespace", default="default",
+                   help="namespace (default: %(default)s)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--ports", action="store_true",
+                       help="print only the port table instead of the manifests")
+    group.add_argument("--ports-after", action="store_true",
+                       help="print the manifests, then the port table as YAML comments")
+    _chart_args(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "audit", formatter_class=_Formatter,
+        help="check any manifests for Ray/Istio port and protocol drift",
+        description="Audit Kubernetes manifests from any source (this chart, another chart, "
+        "hand-written) without using the chart: for each RayCluster, find the headless Service "
+        "that selects it and report every drift between them, plus PeerAuthentication and "
+        "Ingress problems. One finding per line: `severity: Kind/name [namespace] key: message "
+        "(got value) [check] fix: hint`.",
+        epilog="exit status: 1 when any finding is an error, 2 on unreadable or malformed "
+        "input.\nchecks: see the README (\"meshray audit findings\").")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="manifest files or directories; - reads stdin")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default: %(default)s)")
+    p.add_argument("-n", "--namespace", default="default",
+                   help="namespace of objects that set none (default: %(default)s)")
+    p.add_argument("--root-namespace", default="istio-system",
+                   help="Istio root namespace (default: %(default)s)")
+    p.add_argument("--min-severity", choices=("error", "warning", "info"), default="info",
+                   help="hide findings below this severity (default: %(default)s)")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "schema", formatter_class=_Formatter,
+        help="generate values.schema.json from values.schema.yamale",
+        description="Regenerate the chart's values.schema.json (strict JSON Schema, so helm "
+        "rejects unknown keys and wrong types) from values.schema.yamale, with descriptions "
+        "from values.yaml.")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the committed file differs")
+    _chart_args(p)
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser(
+        "docs", formatter_class=_Formatter, help="generate the values reference in the README",
+        description="Regenerate the values reference (key, type, default, description) from "
+        "values.schema.yamale and values.yaml into the README, between "
+        "<!-- values-reference:start --> and <!-- values-reference:end -->.")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the README differs")
+    p.add_argument("--readme", metavar="FILE",
+                   help="README to update (default: README.md at the repository root)")
+    _chart_args(p)
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # pyhelm3 logs every failed helm call; we report the failure ourselves, once
+    logging.getLogger("pyhelm3").setLevel(logging.CRITICAL)
+    stream = out or sys.stdout
+    try:
+        code: int = args.func(args, stream)
+        return code
+    except KeyboardInterrupt:
+        print("meshray: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): silence the interpreter's own complaint
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return OK
+    except Exception as exc:
+        known = _known_errors()
+        if isinstance(exc, known):
+            print(f"meshray {args.command}: {exc}", file=sys.stderr)
+            return UNUSABLE
+        if os.environ.get("MESHRAY_DEBUG"):
+            traceback.print_exc()
+        print(f"meshray {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set MESHRAY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return UNUSABLE
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from .docs import DocsError
+    from .manifests import ManifestError
+    from .render import RenderError
+    from .schema import SchemaError
+
+    return (UsageError, ManifestError, SchemaError, DocsError, RenderError, OSError)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The chart's yamale schema: loading it, describing its types, and converting it to JSON Schema.
+
+The yamale file (``values.schema.yamale``) is the single source of truth; ``values.schema.json``
+is generated from it so that helm itself (and Argo CD, Flux) rejects typos and wrong types.
+Static maps become ``additionalProperties: false``; ``map(...)`` validators keep free keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yamale
+from yamale import validators as yv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "meshray"
+YAMALE_FILE = "values.schema.yamale"
+JSON_FILE = "values.schema.json"
+VALUES_FILE = "values.yaml"
+JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+
+
+class SchemaError(Exception):
+    """The yamale schema cannot be read or uses something the converter does not support."""
+
+
+@dataclass
+class ChartSchema:
+    """A loaded yamale schema: the root node and the named includes (name -> root node)."""
+
+    root: Any
+    includes: dict[str, Any]
+    path: Path
+
+    def resolve(self, node: Any) -> Any:
+        """Follow include() chains to the node they name."""
+        seen: set[str] = set()
+        while isinstance(node, yv.Include):
+            name = node.get_name()
+            if name in seen or name not in self.includes:
+                raise SchemaError(f"{self.path}: include('{name}') is undefined or recursive")
+            seen.add(name)
+            node = self.includes[name]
+        return node
+
+
+def load(path: Path) -> ChartSchema:
+    try:
+        schema = yamale.make_schema(str(path))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SchemaError(f"{path}: {str(exc).strip()}") from None
+    includes = {name: inc._schema for name, inc in schema.includes.items()}
+    return ChartSchema(root=schema._schema, includes=includes, path=path)
+
+
+def is_static_map(node: Any) -> bool:
+    return isinstance(node, Mapping)
+
+
+def is_required(node: Any) -> bool:
+    return not isinstance(node, yv.Validator) or bool(node.is_required)
+
+
+def _kw(node: yv.Validator, name: str) -> Any:
+    return node.kwargs.get(name)
+
+
+def describe(node: Any, schema: ChartSchema, plural: bool = False) -> str:
+    """A phrase for error messages: ``an integer between 1024 and 65535``, ``one of: a, b``."""
+    node = schema.resolve(node)
+    if is_static_map(node):
+        return "a map"
+    if isinstance(node, yv.Enum):
+        return "one of: " + ", ".join(_plain(v) for v in node.enums)
+    if isinstance(node, yv.Regex) and not isinstance(node, (yv.Mac, yv.SemVer)):
+        name = node.regex_name
+        return str(name) if name else "a string matching " + " or ".join(
+            r.pattern for r in node.regexes)
+    if isinstance(node, yv.SemVer):
+        return "a semantic version"
+    if isinstance(node, yv.Integer | yv.Number):
+        noun = "an integer" if isinstance(node, yv.Integer) else "a number"
+        lo, hi = _kw(node, "min"), _kw(node, "max")
+        if lo is not None and hi is not None:
+            return f"{noun} between {lo} and {hi}"
+        if lo is not None:
+            return f"{noun} >= {lo}"
+        if hi is not None:
+            return f"{noun} <= {hi}"
+        return noun
+    if isinstance(node, yv.String):
+        lo, hi = _kw(node, "min"), _kw(node, "max")
+        if lo == 1 and hi is None:
+            return "a non-empty string"
+        if lo is not None and hi is not None:
+            return f"a string of {lo} to {hi} characters"
+        if lo is not None:
+            return f"a string of at least {lo} characters"
+        if hi is not None:
+            return f"a string of at most {hi} characters"
+        return "a string"
+    if isinstance(node, yv.Boolean):
+        return "true or false"
+    if isinstance(node, yv.Null):
+        return "null"
+    if isinstance(node, yv.Map):
+        return _sized("a map", node, "entry", "entries")
+    if isinstance(node, yv.List):
+        return _sized("a list", node, "item", "items")
+    if isinstance(node, yv.Any):
+        if not node.validators:
+            return "any value"
+        return " or ".join(describe(v, schema) for v in node.validators)
+    if isinstance(node, yv.Ip):
+        return "an IP address"
+    return str(node.get_name())
+
+
+def _sized(noun: str, node: yv.Validator, one: str, many: str) -> str:
+    lo, hi = _kw(node, "min"), _kw(node, "max")
+    if lo is not None and hi is not None:
+        return f"{noun} of {lo} to {hi} {many}"
+    if lo is not None:
+        return f"{noun} of at least {lo} {one if lo == 1 else many}"
+    if hi is not None:
+        return f"{noun} of at most {hi} {one if hi == 1 else many}"
+    return noun
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def type_name(node: Any, schema: ChartSchema) -> str:
+    """A compact type for the values reference: ``int (1024-65535)``, ``map[string]string``."""
+    node = schema.resolve(node)
+    if is_static_map(node):
+        return "object"
+    if isinstance(node, yv.Enum):
+        return "enum: " + " \\| ".join(_plain(v) for v in node.enums)
+    if isinstance(node, yv.Regex):
+        return "string"
+    if isinstance(node, yv.Integer | yv.Number):
+        noun = "int" if isinstance(node, yv.Integer) else "number"
+        lo, hi = _kw(node, "min"), _kw(node, "max")
+        if lo is not None and hi is not None:
+            return f"{noun} ({lo}-{hi})"
+        if lo is not None:
+            return f"{noun} (>= {lo})"
+        if hi is not None:
+            return f"{noun} (<= {hi})"
+        return noun
+    if isinstance(node, yv.String):
+        return "string"
+    if isinstance(node, yv.Boolean):
+        return "bool"
+    if isinstance(node, yv.Map):
+        key = _kw(node, "key")
+        key_t = "name" if key is not None and isinstance(key, yv.Regex) else "string"
+        return f"map[{key_t}]{_inner(node, schema)}"
+    if isinstance(node, yv.List):
+        return f"list[{_inner(node, schema)}]"
+    if isinstance(node, yv.Any):
+        return " \\| ".join(type_name(v, schema) for v in node.validators) or "any"
+    if isinstance(node, yv.Include):  # pragma: no cover - resolved above
+        return str(node.get_name())
+    return str(node.get_name())
+
+
+def _inner(node: yv.Map | yv.List, schema: ChartSchema) -> str:
+    if not node.validators:
+        return "any"
+    parts = []
+    for v in node.validators:
+        if isinstance(v, yv.Include):
+            parts.append(str(v.get_name()))
+        else:
+            parts.append(type_name(v, schema))
+    return " \\| ".join(parts)
+
+
+# ------------------------------------------------------------------------- JSON Schema
+
+
+def to_json_schema(schema: ChartSchema, descriptions: Mapping[str, str] | None = None,
+                   ) -> dict[str, Any]:
+    """The JSON Schema helm validates values against (draft-07, so Helm 3 and 4 both read it)."""
+    body = _convert(schema.root, schema, (), descriptions or {}, ())
+    out: dict[str, Any] = {
+        "$schema": JSON_SCHEMA_DRAFT,
+        "title": "meshray values",
+        "description": f"Generated from {YAMALE_FILE} by `meshray schema`; do not edit.",
+    }
+    out.update(body)
+    return out
+
+
+def _convert(node: Any, schema: ChartSchema, path: tuple[str, ...],
+             descriptions: Mapping[str, str], stack: tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(node, yv.Include):
+        name = node.get_name()
+        if name in stack:
+            raise SchemaError(f"{schema.path}: include('{name}') is recursive")
+        if name not in schema.includes:
+            raise SchemaError(f"{schema.path}: include('{name}') is not defined")
+        return _convert(schema.includes[name], schema, path, descriptions, (*stack, name))
+    if is_static_map(node):
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        for key, sub in node.items():
+            child = _convert(sub, schema, (*path, str(key)), descriptions, stack)
+            desc = descriptions.get(".".join((*path, str(key))))
+            if desc:
+                child = {"description": desc, **child}
+            props[str(key)] = child
+            if is_required(sub):
+                required.append(str(key))
+        out: dict[str, Any] = {"type": "object", "properties": props}
+        if required:
+            out["required"] = required
+        out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        raise SchemaError(f"{schema.path}: static lists in the schema are not supported "
+                          f"(at {'.'.join(path) or '<root>'}); use list(...)")
+    if not isinstance(node, yv.Validator):  # pragma: no cover - yamale parses every leaf
+        raise SchemaError(f"{schema.path}: cannot convert {node!r}")
+    return _validator(node, schema, path, descriptions, stack)
+
+
+def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
+               descriptions: Mapping[str, str], stack: tuple[str, ...]) -> dict[str, Any]:
+    def sub(v: Any) -> dict[str, Any]:
+        return _convert(v, schema, (*path, "*"), descriptions, stack)
+
+    if isinstance(node, yv.Enum):
+        return {"enum": list(node.enums)}
+    if isinstance(node, yv.Regex):  # before String: Mac/SemVer are Regex subclasses
+        pats = [_anchor(("(?i)" if r.flags & re.IGNORECASE else "") + r.pattern)
+                for r in node.regexes]
+        if len(pats) == 1:
+            return {"type": "string", "pattern": pats[0]}
+        return {"type": "string", "anyOf": [{"pattern": p} for p in pats]}
+    if isinstance(node, yv.String):
+        out: dict[str, Any] = {"type": "string"}
+        _copy(node, out, {"min": "minLength", "max": "maxLength"})
+        if _kw(node, "equals") is not None:
+            out["const"] = _kw(node, "equals")
+        for kw, fmt in (("starts_with", "^{}"), ("ends_with", "{}$")):
+            if _kw(node, kw) is not None:
+                out.setdefault("allOf", []).append({"pattern": fmt.format(_escape(_kw(node, kw)))})
+        if _kw(node, "matches") is not None:
+            out.setdefault("allOf", []).append({"pattern": _anchor(_kw(node, "matches"))})
+        if _kw(node, "exclude") is not None:
+            out.setdefault("allOf", []).append(
+                {"pattern": "^[^" + _escape_class(_kw(node, "exclude")) + "]*$"})
+        return out
+    if isinstance(node, yv.Integer | yv.Number):
+        out = {"type": "integer" if isinstance(node, yv.Integer) else "number"}
+        _copy(node, out, {"min": "minimum", "max": "maximum"})
+        return out
+    if isinstance(node, yv.Boolean):
+        return {"type": "boolean"}
+    if isinstance(node, yv.Null):
+        return {"type": "null"}
+    if isinstance(node, yv.Map):
+        out = {"type": "object"}
+        key = _kw(node, "key")
+        if key is not None and not (isinstance(key, yv.String) and not isinstance(key, yv.Regex)
+                                    and not key.kwargs):
+            out["propertyNames"] = _convert(key, schema, path, descriptions, stack)
+        out["additionalProperties"] = _one_of([sub(v) for v in node.validators])
+        _copy(node, out, {"min": "minProperties", "max": "maxProperties"})
+        return out
+    if isinstance(node, yv.List):
+        out = {"type": "array", "items": _one_of([sub(v) for v in node.validators])}
+        _copy(node, out, {"min": "minItems", "max": "maxItems"})
+        return out
+    if isinstance(node, yv.Any):
+        return _one_of([_convert(v, schema, path, descriptions, stack) for v in node.validators])
+    if isinstance(node, yv.Ip):
+        return {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    raise SchemaError(f"{schema.path}: {node.get_name()}() at {'.'.join(path) or '<root>'} "
+                      "has no JSON Schema equivalent in meshray's converter")
+
+
+def _one_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"anyOf": parts}
+
+
+def _copy(node: yv.Validator, out: dict[str, Any], names: dict[str, str]) -> None:
+    for kw, json_kw in names.items():
+        if _kw(node, kw) is not None:
+            out[json_kw] = _kw(node, kw)
+
+
+def _anchor(pattern: str) -> str:
+    """yamale uses re.match (anchored at the start); JSON Schema patterns search anywhere."""
+    if pattern.startswith("^") or pattern.startswith("(?i)^"):
+        return pattern
+    return f"^(?:{pattern})"
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if c in r".^$*+?()[]{}|\/" else c for c in text)
+
+
+def _escape_class(text: str) -> str:
+    return "".join("\\" + c if c in r"\]^-[" else c for c in text)
+
+
+def dump(schema_json: Mapping[str, Any]) -> str:
+    return json.dumps(schema_json, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,320 @@
+"""Validate values files: the yamale schema, then the chart's own ``fail`` checks, then warnings.
+
+Every problem prints as ``file: key.path: problem (got value)``. A values file is checked as
+helm sees it: layered over the chart's ``values.yaml`` (maps merge, lists replace, null
+deletes), and each problem is blamed on the file that set the offending key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yamale import validators as yv
+
+from . import audit as audit_mod
+from . import manifests
+from .raymodel import cluster_from
+from .render import RenderError, RenderRequest, render_text
+from .schema import ChartSchema, describe, is_required, is_static_map
+
+ERROR = "error"
+WARNING = "warning"
+_MISSING: Any = object()
+Path_ = tuple[str | int, ...]
+IO_WORKERS = 4  # Ray keeps up to 4 spill/restore I/O workers per node, each holding a port
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    problem: str
+    value: Any = _MISSING
+    severity: str = ERROR
+
+    def line(self) -> str:
+        got = "" if self.value is _MISSING else f" (got {show(self.value)})"
+        prefix = "warning: " if self.severity == WARNING else ""
+        return f"{self.file}: {prefix}{self.path}: {self.problem}{got}"
+
+
+def show(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+# ------------------------------------------------------------------------------ schema
+
+
+def check(schema: ChartSchema, data: Any) -> list[tuple[Path_, str, Any]]:
+    """Schema problems of a complete values tree as (path, problem, value)."""
+    return list(_check(schema.root, data, (), schema))
+
+
+def _check(node: Any, value: Any, path: Path_, schema: ChartSchema,
+           ) -> Iterator[tuple[Path_, str, Any]]:
+    node = schema.resolve(node)
+    if is_static_map(node):
+        if not isinstance(value, Mapping):
+            yield path, "must be a map", value
+            return
+        known = [str(k) for k in node]
+        for key, sub_value in value.items():
+            if str(key) not in known:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                yield (*path, str(key)), f"unknown key{hint}", sub_value
+        for key, sub in node.items():
+            if key not in value:
+                if is_required(sub):
+                    yield (*path, str(key)), "required key missing", _MISSING
+                continue
+            sub_value = value[key]
+            if sub_value is None and isinstance(sub, yv.Validator) and (
+                    sub.is_optional and sub.can_be_none):
+                continue
+            yield from _check(sub, sub_value, (*path, str(key)), schema)
+        return
+    if isinstance(node, yv.Map):
+        if not isinstance(value, Mapping) or not _sized_ok(node, value):
+            yield path, f"must be {describe(node, schema)}", value
+            return
+        key_v = node.kwargs.get("key")
+        for k, v in value.items():
+            if key_v is not None and key_v.validate(k):
+                yield (*path, str(k)), f"key must be {describe(key_v, schema)}", k
+                continue
+            yield from _one_of(node.validators, v, (*path, str(k)), schema)
+        return
+    if isinstance(node, yv.List):
+        if not isinstance(value, list) or not _sized_ok(node, value):
+            yield path, f"must be {describe(node, schema)}", value
+            return
+        for i, v in enumerate(value):
+            yield from _one_of(node.validators, v, (*path, i), schema)
+        return
+    if isinstance(node, yv.Any):
+        yield from _one_of(node.validators, value, path, schema)
+        return
+    if node.validate(value):
+        yield path, f"must be {describe(node, schema)}", value
+
+
+def _sized_ok(node: yv.Validator, value: Any) -> bool:
+    lo, hi = node.kwargs.get("min"), node.kwargs.get("max")
+    return (lo is None or len(value) >= lo) and (hi is None or len(value) <= hi)
+
+
+def _one_of(validators: Sequence[Any], value: Any, path: Path_, schema: ChartSchema,
+            ) -> Iterator[tuple[Path_, str, Any]]:
+    """yamale's any-of: fine if one validator accepts; else the closest one's problems."""
+    if not validators:
+        return
+    results = [list(_check(v, value, path, schema)) for v in validators]
+    if any(not r for r in results):
+        return
+    if len(validators) == 1:
+        yield from results[0]
+        return
+    deeper = [r for r in results if all(p != path for p, _, _ in r)]
+    if len(deeper) == 1:  # only one alternative had the right shape: its details help
+        yield from deeper[0]
+        return
+    yield path, "must be " + " or ".join(describe(v, schema) for v in validators), value
+
+
+# ------------------------------------------------------------------------ values layers
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Helm's coalescing of a values file onto defaults: maps merge, null deletes, else replace."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _paths(data: Any, path: Path_ = ()) -> Iterator[tuple[Path_, bool]]:
+    """Every (path, is_map) the file sets."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield (*path, str(k)), isinstance(v, dict)
+            yield from _paths(v, (*path, str(k)))
+
+
+def _blame(path: Path_, user: dict[Path_, bool]) -> bool:
+    """True when the user's file set this path, or a non-map value above it."""
+    if path in user:
+        return True
+    return any(path[:i] in user and not user[path[:i]] for i in range(1, len(path)))
+
+
+# ---------------------------------------------------------------------------- the verb
+
+
+@dataclass
+class Options:
+    chart: Path
+    schema: ChartSchema
+    defaults: dict[str, Any]
+    release: str = "meshray"
+    namespace: str = "default"
+    render: bool = True
+
+
+def validate_file(file: str, opts: Options) -> list[Problem]:
+    """All problems and warnings of one values file (layered on the chart defaults)."""
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Problem(file, "(file)", f"cannot read: {exc}")]
+    try:
+        user = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        return [Problem(file, where, f"malformed YAML: {getattr(exc, 'problem', exc)}")]
+    if user is None:
+        user = {}
+    if not isinstance(user, dict):
+        return [Problem(file, "(root)", "must be a map", user)]
+    merged = merge(opts.defaults, user)
+    user_paths = dict(_paths(user))
+    defaults_file = str(opts.chart / "values.yaml")
+    problems = [
+        Problem(file if _blame(p, user_paths) else defaults_file, dotted(p), msg, val)
+        for p, msg, val in check(opts.schema, merged)
+    ]
+    if problems or not opts.render:
+        return problems
+    try:
+        rendered = render_text(RenderRequest(values_files=[file], release=opts.release,
+                                             namespace=opts.namespace, chart=opts.chart))
+    except RenderError as exc:
+        return [_render_problem(file, line) for line in _render_lines(exc.message)]
+    return warnings(file, merged, rendered, opts)
+
+
+_SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<ptr>[^']*)':\s*(?P<msg>.*)$")
+
+
+def _render_lines(message: str) -> list[str]:
+    """One line per problem: helm's schema report lists them as ``- at '/a/b': msg``."""
+    lines = [ln for ln in message.splitlines() if _SCHEMA_LINE.match(ln)]
+    return lines or [" ".join(message.split())]
+
+
+def _render_problem(file: str, line: str) -> Problem:
+    m = _SCHEMA_LINE.match(line)
+    if m:
+        ptr = m.group("ptr").strip("/").replace("/", ".") or "(root)"
+        return Problem(file, ptr, m.group("msg"))
+    key, sep, rest = line.partition(": ")
+    if sep and re.fullmatch(r"[A-Za-z0-9_.\[\]/-]+", key):
+        return Problem(file, key, rest)
+    return Problem(file, "(chart)", line)
+
+
+def _cpus(value: Any) -> float | None:
+    text = str(value).strip() if value is not None else ""
+    if text.endswith("m") and text[:-1].isdigit():
+        return int(text[:-1]) / 1000
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def worker_demand(cpus: float) -> int:
+    """Worker ports one node is likely to need: a task worker per CPU, as many actors again,
+    Ray's I/O workers, and one driver (REFERENCE §1: every worker, actor and driver holds one)."""
+    return 2 * math.ceil(cpus) + IO_WORKERS + 1
+
+
+def warnings(file: str, values: Mapping[str, Any], rendered: str, opts: Options) -> list[Problem]:
+    """Legal but risky choices, blamed on the values key that makes them."""
+    out: list[Problem] = []
+    mtls = values.get("mtls") or {}
+    if mtls.get("enabled") and mtls.get("mode") in {"PERMISSIVE", "DISABLE"}:
+        out.append(Problem(file, "mtls.mode", "lets plaintext reach the Ray pods; Ray's "
+                           "dashboard and client run code for whoever reaches them",
+                           mtls.get("mode"), WARNING))
+    for i, entry in enumerate(mtls.get("portLevelMtls") or []):
+        if isinstance(entry, dict) and entry.get("mode") in {"PERMISSIVE", "DISABLE"}:
+            out.append(Problem(file, f"mtls.portLevelMtls[{i}].mode",
+                               f"port {entry.get('port')} accepts plaintext", entry.get("mode"),
+                               WARNING))
+    dash = (values.get("ingress") or {}).get("dashboard") or {}
+    if dash.get("enabled"):
+        auth = (dash.get("auth") or {}).get("type", "none")
+        why = ("with no authentication (acknowledgeUnauthenticated)" if auth == "none"
+               else f"behind {auth} auth")
+        out.append(Problem(file, "ingress.dashboard.enabled", f"the dashboard and Jobs API are "
+                           f"exposed {why}; they run arbitrary code for whoever gets through "
+                           "(CVE-2023-48022)", True, WARNING))
+    client = (values.get("ingress") or {}).get("client") or {}
+    if client.get("enabled"):
+        out.append(Problem(file, "ingress.client.enabled", "the Ray Client port is exposed; it "
+                           "runs arbitrary code for whoever connects", True, WARNING))
+    try:
+        objs = manifests.parse_stream(rendered, "render")
+    except manifests.ManifestError as exc:
+        return [*out, Problem(file, "(chart)", f"rendered output is not YAML: {exc}")]
+    out += _worker_range_warnings(file, values, objs)
+    for f in audit_mod.audit(objs, namespace=opts.namespace):
+        if f.severity == audit_mod.ERROR:
+            out.append(Problem(file, "(render)", f"audit {f.check} on {f.kind}/{f.name} {f.key}: "
+                               f"{f.message}", f.value))
+    return out
+
+
+def _worker_range_warnings(file: str, values: Mapping[str, Any],
+                           objs: Sequence[manifests.Manifest]) -> list[Problem]:
+    out = []
+    ports = values.get("ports") or {}
+    key = "ports.workerPortList" if ports.get("workerPortList") else "ports.maxWorkerPort"
+    for m in objs:
+        if m.kind != "RayCluster":
+            continue
+        cluster = cluster_from(m.obj, m.namespace("default"))
+        for g in cluster.groups:
+            res = g.ray_container.get("resources") or {}
+            cpus = _cpus(g.params.get("num-cpus"))
+            if cpus is None:
+                for part in ("limits", "requests"):
+                    cpus = _cpus((res.get(part) or {}).get("cpu"))
+                    if cpus is not None:
+                        break
+            if cpus is None or not g.worker_ports:
+                continue
+            need = worker_demand(cpus)
+            have = len(g.worker_ports)
+            if have < need:
+                out.append(Problem(
+                    file, key, f"{have} worker ports per pod is likely too few for group "
+                    f"{g.name} ({cpus:g} CPUs): each task worker, actor, driver and up to "
+                    f"{IO_WORKERS} I/O workers hold one, so plan for at least {need}; when they "
+                    "run out tasks and actors hang", ports.get(key.split(".")[1]), WARNING))
+    return out
