@@ -90,6 +90,7 @@ _NGINX_PROTOCOL = "nginx.ingress.kubernetes.io/backend-protocol"
 _NGINX_PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
 _ALB_PROTOCOL = "alb.ingress.kubernetes.io/backend-protocol-version"
 _EXPORT_TO = "networking.istio.io/exportTo"
+_WORKER = Component("worker-port", GRPC, None)
 _HEADLESS_LABEL = "ray.io/headless-worker-svc"
 
 
@@ -137,7 +138,7 @@ class Service:
 
     @property
     def headless(self) -> bool:
-        return str(self.spec.get("clusterIP")) == "None"
+        return self.spec.get("clusterIP") == "None"
 
     @property
     def selector(self) -> dict[str, str]:
@@ -333,6 +334,24 @@ def _check_conflicts(ctx: _Context, c: Cluster, m: Manifest) -> None:
                         f"{g.name}", "move the port or the worker range apart")
 
 
+    protocols: dict[int, set[tuple[str, str, str]]] = {}
+    for g in c.groups:
+        for use in g.ports:
+            if not use.component.optional:
+                protocols.setdefault(use.port, set()).add(
+                    (g.expected_protocol(use.component), use.name, g.name))
+        if g.worker_ports_pinned:
+            for port in g.worker_ports:
+                protocols.setdefault(port, set()).add(
+                    (g.expected_protocol(_WORKER), _WORKER.name, g.name))
+    for port, users in sorted(protocols.items()):
+        if len({u[0] for u in users}) > 1:
+            detail = "; ".join(f"{n} in {gname} ({proto})" for proto, n, gname in sorted(users))
+            ctx.add("port-conflict", m, "spec", port,
+                    f"port {port} needs different protocols across groups: {detail}",
+                    "use distinct port numbers per component across groups")
+
+
 def _headless_service(ctx: _Context, c: Cluster, m: Manifest) -> Service | None:
     selecting = [s for s in ctx.services if s.namespace == c.namespace
                  and any(s.selects(g.pod_labels(c.name)) for g in c.groups)]
@@ -434,9 +453,6 @@ def _check_missing_ports(ctx: _Context, c: Cluster, cm: Manifest, svc: Service,
                 f"declare every worker port (p<N>, appProtocol: {g.expected_protocol(_WORKER)})")
 
 
-_WORKER = Component("worker-port", GRPC, None)
-
-
 def _port_users(c: Cluster, port: int) -> list[tuple[Group, Component]]:
     users: list[tuple[Group, Component]] = []
     for g in c.groups:
@@ -463,12 +479,7 @@ def _check_service_protocols(ctx: _Context, c: Cluster, svc: Service,
         expected = {(g.expected_protocol(comp), comp.name, g.name) for g, comp in users}
         protocols = {e[0] for e in expected}
         if len(protocols) > 1:
-            detail = "; ".join(f"{n} in {gname} ({proto})"
-                               for proto, n, gname in sorted(expected))
-            ctx.add("port-conflict", sm, f"spec.ports[{i}]", port,
-                    f"port {port} needs different protocols: {detail}",
-                    "use distinct port numbers per component across groups")
-            continue
+            continue  # reported on the RayCluster (port-conflict)
         want = protocols.pop()
         comp_name = next(iter(expected))[1]
         got = declared_protocol(p)
