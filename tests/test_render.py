@@ -21,7 +21,9 @@ GRPC_FLAGS = {"node-manager-port", "object-manager-port", "dashboard-agent-grpc-
 NODE_FLAGS = HTTP_FLAGS | GRPC_FLAGS
 HEAD_SERVICE_FLAGS = {"port": "gcs-server", "dashboard-port": "dashboard",
                       "ray-client-server-port": "client"}
-HEAD_ENV_PORTS = {"AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"}  # HTTP, head only
+HEAD_ENV_PORTS = {"AUTOSCALER_METRIC_PORT": "http", "DASHBOARD_METRIC_PORT": "http"}
+# Ray Serve's proxies, on every node with a replica; pinned by env (Serve's constants).
+NODE_ENV_PORTS = {"RAY_SERVE_DEFAULT_HTTP_PORT": "http", "RAY_SERVE_DEFAULT_GRPC_PORT": "grpc"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 IANA_SVC_NAME = re.compile(r"^(?=.{1,15}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -37,6 +39,18 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def headless(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [s for s in by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
+    assert len(found) == 1, f"expected one headless Service, found {len(found)}"
+    return found[0]
+
+
+def env_ports(group: dict[str, Any], names: dict[str, str]) -> dict[int, str]:
+    """{port: protocol} for the ports a Ray container pins through env."""
+    return {int(e["value"]): names[e["name"]] for e in ray_container(group).get("env", [])
+            if e["name"] in names}
 
 
 def groups(rc: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
@@ -61,8 +75,8 @@ def consistency_problems(docs: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     rc = one(docs, "RayCluster")
     name = rc["metadata"]["name"]
-    services = [s for s in by_kind(docs, "Service")
-                if s["spec"].get("selector", {}).get("ray.io/cluster") == name]
+    services = [s for s in by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"
+                and s["spec"].get("selector", {}).get("ray.io/cluster") == name]
     if len(services) != 1:
         return [f"expected one Service selecting ray.io/cluster={name}, found {len(services)}"]
     svc_ports = {p["port"]: p for p in services[0]["spec"]["ports"]}
@@ -72,10 +86,9 @@ def consistency_problems(docs: list[dict[str, Any]]) -> list[str]:
         needed = [int(params[f]) for f in NODE_FLAGS if f in params] + worker_ports(params)
         if is_head and "dashboard-grpc-port" in params:
             needed.append(int(params["dashboard-grpc-port"]))
+        needed += env_ports(group, NODE_ENV_PORTS)
         if is_head:
-            for env in ray_container(group).get("env", []):
-                if env["name"] in HEAD_ENV_PORTS:
-                    needed.append(int(env["value"]))
+            needed += env_ports(group, HEAD_ENV_PORTS)
             container_ports = {p["containerPort"] for p in ray_container(group).get("ports", [])}
             for flag in HEAD_SERVICE_FLAGS:
                 if int(params[flag]) not in container_ports:
@@ -128,8 +141,10 @@ def test_ports_follow_the_values(render_chart: Renderer, values_file: Path | Non
         assert ("dashboard-grpc-port" in params) == (is_head and old_ray), group_name
         if is_head and old_ray:
             assert params["dashboard-grpc-port"] == str(p["dashboardGrpc"])
-    svc = next(s for s in by_kind(docs, "Service"))
+    svc = headless(docs)
     want = set(expected_node.values()) | set(expected_workers)
+    if values["serve"]["enabled"]:
+        want |= {values["serve"]["httpPort"], values["serve"]["grpcPort"]}
     want |= {p["autoscalerMetrics"], p["dashboardMetrics"]}
     if old_ray:
         want.add(p["dashboardGrpc"])
@@ -142,7 +157,7 @@ def test_service_shape_and_protocols(render_chart: Renderer, values_file: Path |
     docs = render_chart(*([values_file] if values_file else []))
     rc = one(docs, "RayCluster")
     cluster = rc["metadata"]["name"]
-    svc = one(docs, "Service")
+    svc = headless(docs)
     assert svc["metadata"]["name"] == f"{cluster}-headless-svc"
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["publishNotReadyAddresses"] is True
@@ -154,6 +169,9 @@ def test_service_shape_and_protocols(render_chart: Renderer, values_file: Path |
     grpc = "tls" if tls else "grpc"
     head_params = rc["spec"]["headGroupSpec"]["rayStartParams"]
     by_port = {int(v): k for k, v in head_params.items() if k.endswith("-port") and v.isdigit()}
+    head_group = rc["spec"]["headGroupSpec"]
+    env_protocol = {**env_ports(head_group, HEAD_ENV_PORTS),
+                    **env_ports(head_group, NODE_ENV_PORTS)}
     names = [sp["name"] for sp in svc["spec"]["ports"]]
     assert len(names) == len(set(names)), "Service port names must be unique"
     workers = set(worker_ports(head_params))
@@ -167,8 +185,9 @@ def test_service_shape_and_protocols(render_chart: Renderer, values_file: Path |
             want = "http"
         elif flag in GRPC_FLAGS or flag == "dashboard-grpc-port":
             want = grpc
-        else:  # pinned by env: the head's autoscaler / dashboard metrics (HTTP)
-            want = "http"
+        else:  # pinned by env: metrics (head), Serve proxies (every node)
+            want = env_protocol[sp["port"]]
+            want = grpc if want == "grpc" else want
         assert sp["appProtocol"] == want, (sp["name"], sp["appProtocol"], want)
     # KubeRay copies head container ports into <cluster>-head-svc: names must be IANA names.
     for cp in ray_container(rc["spec"]["headGroupSpec"]).get("ports", []):
@@ -187,7 +206,7 @@ def test_node_ip_address_is_the_pod_fqdn(render_chart: Renderer, values_file: Pa
     values = effective_values(values_file)
     docs = render_chart(*([values_file] if values_file else []), namespace="ray-prod")
     rc = one(docs, "RayCluster")
-    svc = one(docs, "Service")["metadata"]["name"]
+    svc = headless(docs)["metadata"]["name"]
     domain = values["clusterDomain"]
     for group_name, group, _ in groups(rc):
         snippet = group["rayStartParams"]["node-ip-address"]
@@ -215,7 +234,7 @@ def test_peer_authentication_covers_the_cluster(render_chart: Renderer,
         assert main["metadata"]["name"] == "default" and "selector" not in main["spec"]
     else:
         assert main["spec"]["selector"]["matchLabels"] == {"ray.io/cluster": cluster}
-    svc_ports = {sp["port"] for sp in one(docs, "Service")["spec"]["ports"]}
+    svc_ports = {sp["port"] for sp in headless(docs)["spec"]["ports"]}
     for port, rule in (main["spec"].get("portLevelMtls") or {}).items():
         assert int(port) in svc_ports and rule["mode"] in {"STRICT", "PERMISSIVE", "DISABLE"}
     for extra, spec in zip(policies[1:], m["extraPolicies"], strict=True):

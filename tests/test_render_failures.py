@@ -8,6 +8,11 @@ from conftest import CHART, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
 LONG = "a" * 51  # 51 + len("-headless-svc") = 64 > 63
+SERVE_ROUTE = ("serve.enabled=true", "gateway.routes.serve.enabled=true",
+               "gateway.routes.serve.host=serve.example.com")
+GW_ON = ("gateway.enabled=true", *SERVE_ROUTE)
+GW_CLIENT = ("gateway.enabled=true", "gateway.routes.client.enabled=true",
+             "gateway.routes.client.host=ray-client.example.com")
 
 # (id, --set values, release, substrings the message must contain)
 CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
@@ -68,21 +73,56 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
     ("client-ingress-without-host", ("ingress.client.enabled=true", "rayTls.enabled=true"),
      "meshray", ("ingress.client.host", "SNI")),
     ("dashboard-unauthenticated", ("ingress.dashboard.enabled=true",), "meshray",
-     ("ingress.dashboard.auth.type", '"none"', "CVE-2023-48022", "acknowledgeUnauthenticated")),
+     ("ingress.dashboard.auth.type", '"none"', "CVE-2023-48022", "acknowledgeUnauthenticated",
+      "rayAuth.enabled")),
     ("dashboard-basic-without-secret", ("ingress.dashboard.enabled=true",
                                         "ingress.dashboard.auth.type=basic"), "meshray",
      ("ingress.dashboard.auth.basicSecretName", '""')),
     ("dashboard-external-without-url", ("ingress.dashboard.enabled=true",
                                         "ingress.dashboard.auth.type=external"), "meshray",
      ("ingress.dashboard.auth.externalUrl", '""')),
-    ("dashboard-ray-token-old-ray", ("ingress.dashboard.enabled=true",
-                                     "ingress.dashboard.auth.type=rayToken",
-                                     "ray.version=2.47.1"), "meshray",
-     ("ingress.dashboard.auth.type", '"rayToken"', "2.47.1")),
     ("dashboard-tls-without-secret", ("ingress.dashboard.enabled=true",
                                       "ingress.dashboard.acknowledgeUnauthenticated=true",
                                       "ingress.dashboard.tls.enabled=true"), "meshray",
      ("ingress.dashboard.tls.secretName", '""')),
+    ("ray-auth-old-ray", ("rayAuth.enabled=true", "ray.version=2.51.0"), "meshray",
+     ("rayAuth.enabled", "Ray >= 2.52", "2.51.0")),
+    ("serve-random-port-mode", ("workerGroups.cpu.env[0].name=RAY_SERVE_ENABLE_DIRECT_INGRESS",
+                                "workerGroups.cpu.env[0].value=1"), "meshray",
+     ("workerGroups.cpu.env", 'RAY_SERVE_ENABLE_DIRECT_INGRESS="1"', "ray#64544")),
+    ("gateway-without-routes", ("gateway.enabled=true",), "meshray",
+     ("gateway.routes", "no route is enabled")),
+    ("gateway-route-without-host", (*GW_ON, "gateway.routes.serve.host="), "meshray",
+     ("gateway.routes.serve.host", '""')),
+    ("gateway-serve-without-serve", ("gateway.enabled=true", "gateway.routes.serve.enabled=true",
+                                     "gateway.routes.serve.host=s.example.com"), "meshray",
+     ("gateway.routes.serve.enabled", "serve.enabled=true")),
+    ("gateway-passthrough-without-tls", (*GW_CLIENT, "gateway.routes.client.mode=passthrough",
+                                         "gateway.https.enabled=true"), "meshray",
+     ("gateway.routes.client.mode", '"passthrough"', "rayTls.enabled=true")),
+    ("gateway-grpc-with-ray-tls", (*GW_CLIENT, "rayTls.enabled=true",
+                                   "gateway.acknowledgeUnauthenticated=true"), "meshray",
+     ("gateway.routes.client.mode", '"grpc"', "rayTls.enabled=true")),
+    ("gateway-passthrough-any-sni", (*GW_CLIENT, "gateway.routes.client.mode=passthrough",
+                                     "rayTls.enabled=true", "gateway.https.enabled=true",
+                                     "gateway.https.disableSniMatching=true"), "meshray",
+     ("gateway.https.disableSniMatching", "passthrough")),
+    ("gateway-passthrough-needs-https", (*GW_CLIENT, "gateway.routes.client.mode=passthrough",
+                                         "rayTls.enabled=true"), "meshray",
+     ("gateway.https.enabled", "false", "passthrough")),
+    ("gateway-https-without-secret", (*GW_ON, "gateway.https.enabled=true"), "meshray",
+     ("gateway.https.credentialName", '""')),
+    ("gateway-redirect-without-https", (*GW_ON, "gateway.http.httpsRedirect=true"), "meshray",
+     ("gateway.http.httpsRedirect", "gateway.https.enabled=true")),
+    ("gateway-dashboard-unauthenticated", ("gateway.enabled=true",
+                                           "gateway.routes.dashboard.enabled=true",
+                                           "gateway.routes.dashboard.host=ray.example.com"),
+     "meshray", ("gateway.auth.jwtIssuer", '""', "CVE-2023-48022",
+                 "gateway.acknowledgeUnauthenticated")),
+    ("gateway-jwt-without-jwks", ("gateway.enabled=true", "gateway.routes.dashboard.enabled=true",
+                                  "gateway.routes.dashboard.host=ray.example.com",
+                                  "gateway.auth.jwtIssuer=https://issuer"), "meshray",
+     ("gateway.auth.jwksUri", '""', "https://issuer")),
 ]
 
 

@@ -87,7 +87,8 @@ THE port list. One entry per port Ray uses, as YAML:
   port:     number
   protocol: Istio appProtocol (http | grpc | tls when Ray-native TLS wraps gRPC)
   flag:     rayStartParams key that pins it ("" when pinned by env or not a flag)
-  env:      env var that pins it ("" when pinned by a flag)
+  env:      env var that pins it ("" when pinned by a flag); set on the head, and on
+            workers too for scope node
   scope:    node        every Ray node opens it: headless Service + every group's params
             headNode    only the head opens it, declared on the headless Service
             headService only the head opens it, served by KubeRay's <cluster>-head-svc via
@@ -115,8 +116,8 @@ Read it with: include "meshray.ports" . | fromYaml | get "ports"
 {{- $l = append $l (dict "name" "dashboard-metrics-port" "port" $p.dashboardMetrics "protocol" "http" "env" "DASHBOARD_METRIC_PORT" "scope" "headNode" "key" "ports.dashboardMetrics") -}}
 {{- with .Values.serve -}}
 {{- if .enabled -}}
-{{- $l = append $l (dict "name" "serve-http-port" "port" .httpPort "protocol" "http" "scope" "node" "containerPort" "serve" "key" "serve.httpPort") -}}
-{{- $l = append $l (dict "name" "serve-grpc-port" "port" .grpcPort "protocol" $grpc "scope" "node" "containerPort" "serve-grpc" "key" "serve.grpcPort") -}}
+{{- $l = append $l (dict "name" "serve-http-port" "port" .httpPort "protocol" "http" "env" "RAY_SERVE_DEFAULT_HTTP_PORT" "scope" "node" "containerPort" "serve" "key" "serve.httpPort") -}}
+{{- $l = append $l (dict "name" "serve-grpc-port" "port" .grpcPort "protocol" $grpc "env" "RAY_SERVE_DEFAULT_GRPC_PORT" "scope" "node" "containerPort" "serve-grpc" "key" "serve.grpcPort") -}}
 {{- end -}}
 {{- end -}}
 {{- range $port := include "meshray.workerPorts" . | fromYamlArray -}}
@@ -170,4 +171,18 @@ Usage: include "meshray.rayStartParams" (dict "ctx" $ "head" true "extra" $param
 {{- end -}}
 {{- $_ := set $params "node-ip-address" (include "meshray.podFqdn" $ctx) -}}
 {{ toYaml $params }}
+{{- end -}}
+
+{{/* The ClusterIP Service the Istio gateway routes to (head pod only, real appProtocols). */}}
+{{- define "meshray.gatewayServiceName" -}}
+{{- printf "%s-gateway-svc" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/* The gateway namespace: from existingGateway (ns/name) or gateway.namespace. */}}
+{{- define "meshray.gatewayNamespace" -}}
+{{- if .Values.gateway.existingGateway -}}
+{{- first (splitList "/" .Values.gateway.existingGateway) -}}
+{{- else -}}
+{{- .Values.gateway.namespace -}}
+{{- end -}}
 {{- end -}}

@@ -98,13 +98,17 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: status.podIP
-        {{- if .head }}
+        {{- $isHead := .head }}
         {{- range (include "meshray.ports" $ctx | fromYaml).ports }}
-        {{- if .env }}
+        {{- if and .env (or $isHead (eq .scope "node")) }}
         - name: {{ .env }}
           value: {{ .port | int | toString | quote }}
         {{- end }}
         {{- end }}
+        {{- if $ctx.Values.serve.enabled }}
+        # Serve proxies must accept traffic from other pods, not only from localhost.
+        - name: RAY_SERVE_DEFAULT_HTTP_HOST
+          value: 0.0.0.0
         {{- end }}
         {{- if $ctx.Values.rayTls.enabled }}
         - name: RAY_USE_TLS

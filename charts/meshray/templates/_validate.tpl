@@ -142,8 +142,8 @@ and the value, and says what to do. Included once, from service.yaml.
 {{- $id := $v.ingress.dashboard -}}
 {{- if $id.enabled -}}
 {{- $t := $id.auth.type -}}
-{{- if and (eq $t "none") (not $id.acknowledgeUnauthenticated) -}}
-{{- fail "ingress.dashboard.auth.type: \"none\": the dashboard and Jobs API execute arbitrary code for whoever reaches them (CVE-2023-48022). Set ingress.dashboard.auth.type to basic, external or rayToken, or set ingress.dashboard.acknowledgeUnauthenticated=true if something else guards it" -}}
+{{- if and (eq $t "none") (not $v.rayAuth.enabled) (not $id.acknowledgeUnauthenticated) -}}
+{{- fail "ingress.dashboard.auth.type: \"none\": the dashboard and Jobs API execute arbitrary code for whoever reaches them (CVE-2023-48022). Set ingress.dashboard.auth.type to basic or external, or rayAuth.enabled=true (Ray token auth), or ingress.dashboard.acknowledgeUnauthenticated=true if something else guards it" -}}
 {{- end -}}
 {{- if and (eq $t "basic") (not $id.auth.basicSecretName) -}}
 {{- fail "ingress.dashboard.auth.basicSecretName: \"\": auth.type=basic needs the name of a Secret holding an htpasswd file under the key auth" -}}
@@ -151,11 +151,71 @@ and the value, and says what to do. Included once, from service.yaml.
 {{- if and (eq $t "external") (not $id.auth.externalUrl) -}}
 {{- fail "ingress.dashboard.auth.externalUrl: \"\": auth.type=external needs the URL of the authentication service (for example oauth2-proxy's /oauth2/auth)" -}}
 {{- end -}}
-{{- if and (eq $t "rayToken") (semverCompare "<2.52.0-0" $v.ray.version) -}}
-{{- fail (printf "ingress.dashboard.auth.type: \"rayToken\" needs Ray >= 2.52 (ray.version=%s)" $v.ray.version) -}}
-{{- end -}}
 {{- if and $id.tls.enabled (not $id.tls.secretName) -}}
 {{- fail "ingress.dashboard.tls.secretName: \"\": tls.enabled=true needs the name of a TLS Secret" -}}
+{{- end -}}
+{{- end -}}
+{{- /* Ray token auth. */ -}}
+{{- if and $v.rayAuth.enabled (semverCompare "<2.52.0-0" $v.ray.version) -}}
+{{- fail (printf "rayAuth.enabled: true needs Ray >= 2.52 for token authentication (ray.version=%s)" $v.ray.version) -}}
+{{- end -}}
+
+{{- /* Serve modes that bind ports the mesh cannot know (ray#64544). */ -}}
+{{- $envSources := list (dict "key" "head.env" "env" $v.head.env) (dict "key" "workerDefaults.env" "env" $v.workerDefaults.env) -}}
+{{- range $name, $g := $v.workerGroups -}}
+{{- $envSources = append $envSources (dict "key" (printf "workerGroups.%s.env" $name) "env" (($g | default dict).env | default list)) -}}
+{{- end -}}
+{{- range $envSources -}}
+{{- $key := .key -}}
+{{- range (.env | default list) -}}
+{{- if and (has .name (list "RAY_SERVE_THROUGHPUT_OPTIMIZED" "RAY_SERVE_ENABLE_DIRECT_INGRESS" "RAY_SERVE_ENABLE_HA_PROXY")) (has (toString .value | lower) (list "1" "true")) -}}
+{{- fail (printf "%s: %s=%q makes Ray Serve bind replica ports at random or from a range, which no Service can declare, so the mesh cannot carry that traffic (ray#64544); remove it" $key .name (toString .value)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Istio ingress gateway. */ -}}
+{{- $gw := $v.gateway -}}
+{{- if $gw.enabled -}}
+{{- $r := $gw.routes -}}
+{{- if not (or $r.dashboard.enabled $r.serve.enabled $r.client.enabled) -}}
+{{- fail "gateway.routes: gateway.enabled=true but no route is enabled; enable gateway.routes.dashboard, .serve or .client" -}}
+{{- end -}}
+{{- range $route := list "dashboard" "serve" "client" -}}
+{{- $rv := get $r $route -}}
+{{- if and $rv.enabled (not $rv.host) -}}
+{{- fail (printf "gateway.routes.%s.host: \"\": a gateway route needs a host name" $route) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $r.serve.enabled (not $v.serve.enabled) -}}
+{{- fail "gateway.routes.serve.enabled: true needs serve.enabled=true, which declares and pins the Serve proxy ports" -}}
+{{- end -}}
+{{- $passthrough := and $r.client.enabled (eq $r.client.mode "passthrough") -}}
+{{- if and $passthrough (not $v.rayTls.enabled) -}}
+{{- fail "gateway.routes.client.mode: \"passthrough\" needs rayTls.enabled=true: the gateway passes the TLS stream through to Ray's client server" -}}
+{{- end -}}
+{{- if and $r.client.enabled (eq $r.client.mode "grpc") $v.rayTls.enabled -}}
+{{- fail "gateway.routes.client.mode: \"grpc\" cannot work with rayTls.enabled=true: the gateway would send plaintext gRPC to a TLS server; use mode passthrough" -}}
+{{- end -}}
+{{- if and $passthrough $gw.https.disableSniMatching -}}
+{{- fail "gateway.https.disableSniMatching: true cannot be combined with gateway.routes.client.mode=passthrough, which routes by SNI" -}}
+{{- end -}}
+{{- $needsHttps := or $passthrough (and (or $r.dashboard.enabled $r.serve.enabled (and $r.client.enabled (eq $r.client.mode "grpc"))) (not $gw.http.enabled)) -}}
+{{- if and (not $gw.existingGateway) $needsHttps (not $gw.https.enabled) -}}
+{{- fail "gateway.https.enabled: false, but the enabled routes need the HTTPS server (Ray Client passthrough, or gateway.http.enabled=false)" -}}
+{{- end -}}
+{{- if and (not $gw.existingGateway) $gw.https.enabled (not $gw.https.credentialName) (or $r.dashboard.enabled $r.serve.enabled (and $r.client.enabled (eq $r.client.mode "grpc"))) -}}
+{{- fail "gateway.https.credentialName: \"\": the HTTPS server terminates TLS and needs a TLS Secret in the gateway's namespace" -}}
+{{- end -}}
+{{- if and $gw.http.httpsRedirect (not $gw.https.enabled) (not $gw.existingGateway) -}}
+{{- fail "gateway.http.httpsRedirect: true needs gateway.https.enabled=true" -}}
+{{- end -}}
+{{- $guarded := or $r.dashboard.enabled (and $r.client.enabled (eq $r.client.mode "grpc")) -}}
+{{- if and $guarded (not $gw.auth.jwtIssuer) (not $v.rayAuth.enabled) (not $gw.acknowledgeUnauthenticated) -}}
+{{- fail "gateway.auth.jwtIssuer: \"\": the dashboard, Jobs API and Ray Client execute arbitrary code for whoever reaches them (CVE-2023-48022). Set gateway.auth.jwtIssuer and jwksUri, or rayAuth.enabled=true, or gateway.acknowledgeUnauthenticated=true if something else guards them" -}}
+{{- end -}}
+{{- if and $gw.auth.jwtIssuer (not $gw.auth.jwksUri) -}}
+{{- fail (printf "gateway.auth.jwksUri: \"\": gateway.auth.jwtIssuer=%q needs the issuer's JWKS URI" $gw.auth.jwtIssuer) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
