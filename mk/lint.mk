@@ -45,9 +45,22 @@ lint-tools: $(STAMPS)/helm3-$(HELM3_VERSION) $(STAMPS)/ct-$(CT_VERSION) \
 
 lint-setup: venv $(HELM) lint-tools lint-schemas ## install lint tools into bin/ and generate schemas
 
-$(STAMPS)/helm3-$(HELM3_VERSION):
+# Helm 3 takes its default Kubernetes version (.Capabilities.KubeVersion, checked against the
+# chart's kubeVersion) from -ldflags; a plain `go install` leaves it at v1.20.0 and every
+# render fails `kubeVersion: >=1.23`. Set it as Helm's own Makefile does: from the client-go
+# minor version in Helm's go.mod (v0.37 -> Kubernetes 1.37).
+$(STAMPS)/helm3-$(HELM3_VERSION): | venv
 	mkdir -p $(BIN)/helm3 $(STAMPS)
-	GOBIN=$(BIN)/helm3 go install helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION)
+	minor=$$(go mod download -json helm.sh/helm/v3@$(HELM3_VERSION) | $(PY) -c 'import json,re,sys; \
+	  mod=open(json.load(sys.stdin)["GoMod"]).read(); \
+	  print(re.search(r"k8s.io/client-go v0\.(\d+)\.", mod).group(1))') && \
+	GOBIN=$(BIN)/helm3 go install -ldflags "-s -w \
+	  -X helm.sh/helm/v3/internal/version.version=$(HELM3_VERSION) \
+	  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+	  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor \
+	  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+	  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$$minor" \
+	  helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION)
 	touch $@
 
 # `go install ct@version` aborts: it reads the module's version list to look for a
