@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,12 @@ class ChartSchema:
 
 def load(path: Path) -> ChartSchema:
     try:
-        schema = yamale.make_schema(str(path))
+        with warnings.catch_warnings():
+            # yamale evaluates each rule as a Python expression: '\.' in a non-raw string
+            # warns (and will fail in a future Python); the schema should use r'...' strings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            schema = yamale.make_schema(str(path))
     except (OSError, SyntaxError, ValueError) as exc:
         raise SchemaError(f"{path}: {str(exc).strip()}") from None
     includes = {name: inc._schema for name, inc in schema.includes.items()}

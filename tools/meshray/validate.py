@@ -164,11 +164,24 @@ def _paths(data: Any, path: Path_ = ()) -> Iterator[tuple[Path_, bool]]:
             yield from _paths(v, (*path, str(k)))
 
 
-def _blame(path: Path_, user: dict[Path_, bool]) -> bool:
-    """True when the user's file set this path, or a non-map value above it."""
-    if path in user:
+def _blame(path: Path_, user: dict[Path_, bool], defaults: Any, missing: bool) -> bool:
+    """True when the problem is the user's file's doing, False when it is in the defaults."""
+    if path in user or any(path[:i] in user and not user[path[:i]] for i in range(1, len(path))):
         return True
-    return any(path[:i] in user and not user[path[:i]] for i in range(1, len(path)))
+    if _exists(defaults, path):
+        return False
+    # a required key missing from a map the defaults already have is the defaults' problem
+    return not (missing and _exists(defaults, path[:-1]))
+
+
+def _exists(data: Any, path: Path_) -> bool:
+    for part in path:
+        in_map = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_map or in_list):
+            return False
+        data = data[part]
+    return True
 
 
 # ---------------------------------------------------------------------------- the verb
@@ -204,7 +217,8 @@ def validate_file(file: str, opts: Options) -> list[Problem]:
     user_paths = dict(_paths(user))
     defaults_file = str(opts.chart / "values.yaml")
     problems = [
-        Problem(file if _blame(p, user_paths) else defaults_file, dotted(p), msg, val)
+        Problem(file if _blame(p, user_paths, opts.defaults, val is _MISSING) else defaults_file,
+                dotted(p), msg, val)
         for p, msg, val in check(opts.schema, merged)
     ]
     if problems or not opts.render:

@@ -1,0 +1,230 @@
+"""`meshray validate`: every schema error path with its exact message, blame, chart `fail`
+checks surfacing in the same format, and the risky-but-legal warnings.
+
+The exact-message tests use a small chart of their own (schema + values written here), so each
+yamale construct is exercised once and the expected lines are spelled out by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CHART, EXAMPLES
+from meshray.cli import main
+
+SCHEMA = """\
+name: regex('^[a-z]+$', name='a lower-case word')
+count: int(min=1, max=10)
+ratio: num()
+flag: bool()
+mode: enum('A', 'B')
+title: str(min=1)
+labels: map(str(), key=str())
+groups: map(include('group'), key=regex('^[a-z]+$', name='a group name'))
+tags: list(str(), min=1)
+either: any(int(), bool())
+nested:
+  inner: int()
+  optional: str(required=False)
+---
+group:
+  size: int(min=0)
+  note: str(required=False)
+  limits: map(str(), key=str(), min=1)
+"""
+
+VALUES = """\
+# -- the name
+name: abc
+count: 3
+ratio: 0.5
+flag: true
+mode: A
+title: hello
+labels: {}
+groups: {}
+tags: [x]
+either: 1
+nested:
+  inner: 1
+"""
+
+
+@pytest.fixture
+def chart(tmp_path: Path) -> Path:
+    d = tmp_path / "chart"
+    d.mkdir()
+    (d / "Chart.yaml").write_text("apiVersion: v2\nname: t\nversion: 0.1.0\n")
+    (d / "values.schema.yamale").write_text(SCHEMA)
+    (d / "values.yaml").write_text(VALUES)
+    return d
+
+
+def validate(chart: Path, tmp_path: Path, body: str,
+             capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+    f = tmp_path / "v.yaml"
+    f.write_text(body)
+    code = main(["validate", "--no-render", "--chart", str(chart), str(f)])
+    return code, capsys.readouterr().out.splitlines(), str(f)
+
+
+CASES = [
+    ("unknown key with suggestion", "cuont: 3\n",
+     "cuont: unknown key (did you mean count?) (got 3)"),
+    ("unknown key", "zzz: 1\n", 'zzz: unknown key (got 1)'),
+    ("nested unknown key", "nested: {inner: 1, extra: x}\n", 'nested.extra: unknown key (got "x")'),
+    ("required key deleted by null", "count: null\n", "count: required key missing"),
+    ("wrong type int", "count: many\n", 'count: must be an integer between 1 and 10 (got "many")'),
+    ("int below min", "count: 0\n", "count: must be an integer between 1 and 10 (got 0)"),
+    ("int above max", "count: 11\n", "count: must be an integer between 1 and 10 (got 11)"),
+    ("bool is not int", "count: true\n", "count: must be an integer between 1 and 10 (got true)"),
+    ("number", "ratio: x\n", 'ratio: must be a number (got "x")'),
+    ("bool", "flag: 'yes'\n", 'flag: must be true or false (got "yes")'),
+    ("enum", "mode: C\n", 'mode: must be one of: A, B (got "C")'),
+    ("regex with name", "name: ABC\n", 'name: must be a lower-case word (got "ABC")'),
+    ("non-empty string", "title: ''\n", 'title: must be a non-empty string (got "")'),
+    ("string type", "title: 5\n", "title: must be a non-empty string (got 5)"),
+    ("map type", "labels: [a]\n", 'labels: must be a map (got ["a"])'),
+    ("map value", "labels: {a: 1}\n", "labels.a: must be a string (got 1)"),
+    ("map key", "groups: {Bad: {size: 1, limits: {a: b}}}\n",
+     'groups.Bad: key must be a group name (got "Bad")'),
+    ("include required", "groups: {web: {limits: {a: b}}}\n",
+     "groups.web.size: required key missing"),
+    ("include value", "groups: {web: {size: -1, limits: {a: b}}}\n",
+     "groups.web.size: must be an integer >= 0 (got -1)"),
+    ("include unknown key", "groups: {web: {size: 1, limits: {a: b}, sise: 2}}\n",
+     "groups.web.sise: unknown key (did you mean size?) (got 2)"),
+    ("map min entries", "groups: {web: {size: 1, limits: {}}}\n",
+     "groups.web.limits: must be a map of at least 1 entry (got {})"),
+    ("static map type", "nested: 3\n", "nested: must be a map (got 3)"),
+    ("list type", "tags: x\n", 'tags: must be a list of at least 1 item (got "x")'),
+    ("list min items", "tags: []\n", "tags: must be a list of at least 1 item (got [])"),
+    ("list item", "tags: [x, 2]\n", "tags[1]: must be a string (got 2)"),
+    ("any of", "either: x\n", 'either: must be an integer or true or false (got "x")'),
+    ("optional may be null", "nested: {inner: 1, optional: null}\n", None),
+    ("optional typed", "nested: {inner: 1, optional: 1}\n",
+     "nested.optional: must be a string (got 1)"),
+    ("root not a map", "- a\n", '(root): must be a map (got ["a"])'),
+    ("malformed", "a: [b\n", None),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [(b, e) for _, b, e in CASES],
+                         ids=[n for n, _, _ in CASES])
+def test_schema_error_messages(chart: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               body: str, expected: str | None) -> None:
+    code, lines, file = validate(chart, tmp_path, body, capsys)
+    if body.startswith("a: [b"):
+        assert code == 1
+        assert len(lines) == 1 and lines[0].startswith(f"{file}: line 2: malformed YAML")
+        return
+    if expected is None:
+        assert (code, lines) == (0, [])
+        return
+    assert lines == [f"{file}: {expected}"]
+    assert code == 1
+
+
+def test_every_problem_is_reported_not_just_the_first(chart: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, file = validate(chart, tmp_path, "count: 0\nmode: C\nzzz: 1\n", capsys)
+    assert code == 1
+    assert sorted(lines) == sorted([
+        f"{file}: zzz: unknown key (got 1)",
+        f"{file}: count: must be an integer between 1 and 10 (got 0)",
+        f'{file}: mode: must be one of: A, B (got "C")',
+    ])
+
+
+def test_problems_in_the_defaults_blame_the_chart(chart: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (chart / "values.yaml").write_text(VALUES.replace("count: 3", "count: 30"))
+    code, lines, _ = validate(chart, tmp_path, "name: ok\n", capsys)
+    assert code == 1
+    assert lines == [f"{chart / 'values.yaml'}: count: must be an integer between 1 and 10 "
+                     "(got 30)"]
+
+
+def test_several_files_each_judged_alone(chart: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("count: 5\n")
+    bad.write_text("count: 50\n")
+    assert main(["validate", "--no-render", "--chart", str(chart), str(good), str(bad)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{bad}: count: must be an integer between 1 and 10 (got 50)"]
+
+
+# ------------------------------------------------------------------- the real chart
+
+
+@pytest.mark.parametrize("values", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_have_no_errors(values: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(values)]) == 0
+    assert all(": warning: " in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_chart_defaults_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 0
+
+
+def test_chart_typo_is_caught_by_the_schema(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "typo.yaml"
+    f.write_text("ports:\n  maxWorkerPorst: 10\n")
+    assert main(["validate", str(f)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{f}: ports.maxWorkerPorst: unknown key (did you mean maxWorkerPort")
+
+
+def test_chart_fail_checks_surface_in_the_same_format(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # legal for the schema, refused by the chart's own cross-field check
+    f = tmp_path / "range.yaml"
+    f.write_text("ports:\n  minWorkerPort: 10010\n  maxWorkerPort: 10005\n")
+    assert main(["validate", str(f)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{f}: ports.maxWorkerPort: ")
+    assert "10005" in line and "Traceback" not in line
+
+
+def test_render_is_skipped_when_the_schema_fails(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "both.yaml"
+    f.write_text("ports:\n  gcs: 80\n  minWorkerPort: 10010\n  maxWorkerPort: 10005\n")
+    assert main(["validate", str(f)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{f}: ports.gcs: must be an integer between 1024 and 65535 (got 80)"]
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    ("mtls:\n  mode: PERMISSIVE\n", "mtls.mode"),
+    ("mtls:\n  portLevelMtls:\n    - {port: 8080, mode: PERMISSIVE}\n",
+     "mtls.portLevelMtls[0].mode"),
+    ("ingress:\n  dashboard:\n    enabled: true\n    host: d.example.com\n"
+     "    acknowledgeUnauthenticated: true\n", "ingress.dashboard.enabled"),
+    # 4 worker ports per pod, 8 CPUs: far fewer than one per task worker
+    ("ports:\n  maxWorkerPort: 10005\nworkerDefaults:\n  resources:\n"
+     "    limits: {cpu: '8'}\n    requests: {cpu: '8'}\n", "ports.maxWorkerPort"),
+], ids=["permissive", "port-permissive", "dashboard", "worker-range"])
+def test_risky_choices_warn_but_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     body: str, key: str) -> None:
+    f = tmp_path / "risky.yaml"
+    f.write_text(body)
+    assert main(["validate", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{f}: warning: {key}: ") for line in lines), lines
+
+
+def test_defaults_do_not_warn(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_validate_without_a_schema_file(tmp_path: Path) -> None:
+    broken = tmp_path / "chart"
+    shutil.copytree(CHART, broken)
+    (broken / "values.schema.yamale").write_text("a: nosuch()\n")
+    assert main(["validate", "--chart", str(broken)]) == 2
