@@ -186,3 +186,22 @@ Usage: include "meshray.rayStartParams" (dict "ctx" $ "head" true "extra" $param
 {{- .Values.gateway.namespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Object metadata: name, namespace, common labels + component, annotations with the Argo CD
+sync wave (Services and policies -1, the RayCluster 0, routes 1).
+Usage: include "meshray.metadata" (dict "ctx" $ "name" $n "component" "x" "wave" "-1"
+                                        ["labels" $map] ["annotations" $map])
+*/}}
+{{- define "meshray.metadata" -}}
+name: {{ .name }}
+namespace: {{ .ctx.Release.Namespace }}
+labels:
+  {{- include "meshray.labels" .ctx | nindent 2 }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with .labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  {{- include "meshray.annotations" (dict "ctx" .ctx "wave" .wave "extra" .annotations) | nindent 2 }}
+{{- end -}}
