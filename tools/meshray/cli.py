@@ -13,12 +13,16 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
-from .schema import ChartSchema
+
+if TYPE_CHECKING:
+    from .schema import ChartSchema
 
 OK, PROBLEMS, UNUSABLE = 0, 1, 2
+# the chart of this checkout; kept here so `--help` and `audit` never import helm bindings
+DEFAULT_CHART = Path(__file__).resolve().parents[2] / "charts" / "meshray"
 
 
 class UsageError(Exception):
@@ -33,6 +37,7 @@ def _chart(args: argparse.Namespace) -> Path:
 
 
 def _schema_inputs(chart: Path) -> tuple[ChartSchema, dict[str, Any], dict[str, str]]:
+    """The yamale schema, the chart defaults and their descriptions."""
     from . import schema, valuesfile
 
     yamale_path = chart / schema.YAMALE_FILE
@@ -183,8 +188,6 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _chart_args(p: argparse.ArgumentParser) -> None:
-    from .render import DEFAULT_CHART
-
     p.add_argument("--chart", default=str(DEFAULT_CHART), metavar="DIR",
                    help="chart directory (default: %(default)s)")
 
@@ -313,12 +316,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
-    from .docs import DocsError
-    from .manifests import ManifestError
-    from .render import RenderError
-    from .schema import SchemaError
-
-    return (UsageError, ManifestError, SchemaError, DocsError, RenderError, OSError)
+    """Errors with a message fit for users; modules not yet imported cannot have raised."""
+    names = {"meshray.docs": "DocsError", "meshray.manifests": "ManifestError",
+             "meshray.render": "RenderError", "meshray.schema": "SchemaError"}
+    found = [getattr(sys.modules[mod], cls) for mod, cls in names.items() if mod in sys.modules]
+    return (UsageError, OSError, *found)
 
 
 if __name__ == "__main__":  # pragma: no cover
