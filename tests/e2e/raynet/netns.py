@@ -1,0 +1,402 @@
+"""Two network namespaces joined by a veth pair, each a "pod" with its own firewall.
+
+Each node runs under ``ip netns exec NS unshare --mount --pid --fork --kill-child
+--mount-proc``: its own network, mount and PID namespaces, with private tmpfs ``/tmp`` and
+``/dev/shm`` as separate pods have, and ``/etc/hosts`` bind-mounted by ``ip netns exec`` from
+``/etc/netns/NS/hosts``. Every process of a node (Ray daemons, workers, the driver) lives in
+that PID namespace, so killing the namespace's ``unshare`` kills exactly the processes this
+harness started and nothing else on the machine. Namespace names carry this process's PID
+(``mr-<pid>-<seq>-head``) so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEAD_IP = "10.231.7.1"
+WORKER_IP = "10.231.7.2"
+PREFIX_LEN = 24
+NFT_TABLE = "meshray_e2e"
+_SEQ = itertools.count(1)
+_NS_RE = re.compile(r"^mr-(\d+)-(\d+)-(head|worker)$")
+
+NODE_INIT = r"""
+set -e
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+echo READY
+trap 'exit 0' TERM
+while :; do sleep 3600 & wait $! || true; done
+"""
+
+
+class NetnsError(Exception):
+    pass
+
+
+def _run(
+    argv: Sequence[str], timeout: float = 30, input_text: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        list(argv), input=input_text, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def require_tools() -> list[str]:
+    """Missing host tools (the suite skips with this list; `make e2e-deps` installs them)."""
+    return [t for t in ("ip", "nft", "unshare", "nsenter", "ss", "bash") if not shutil.which(t)]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale() -> list[str]:
+    """Delete namespaces left by earlier runs of this harness whose process is gone."""
+    removed = []
+    out = _run(["ip", "netns", "list"], check=False).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        m = _NS_RE.match(name)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        for pid in _ns_pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+def _ns_pids(name: str) -> list[int]:
+    out = _run(["ip", "netns", "pids", name], check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def nft_ruleset(peer_ip: str, ports: Sequence[int]) -> str:
+    elements = ", ".join(str(p) for p in sorted(set(ports))) or "1"
+    return f"""
+table inet {NFT_TABLE} {{
+  set allowed {{ type inet_service; elements = {{ {elements} }}; }}
+  set blocked {{ type inet_service; flags dynamic; }}
+  chain input {{
+    type filter hook input priority filter; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
+    ip saddr {peer_ip} tcp dport @allowed accept
+    ip saddr {peer_ip} tcp flags & (syn | ack) == syn add @blocked {{ tcp dport }} counter drop
+  }}
+}}
+"""
+
+
+@dataclass
+class Node:
+    role: str
+    ns: str
+    ip: str
+    peer_ip: str
+    init: subprocess.Popen[str] | None = None
+    init_pid: int = 0  # host PID of the namespace's PID 1
+
+    def nsenter(self, argv: Sequence[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.init_pid), "-m", "-n", "-p", "--", *argv]
+
+    def popen(
+        self, argv: Sequence[str], env: Mapping[str, str], **kw: object
+    ) -> subprocess.Popen[str]:
+        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+            self.nsenter(argv), env=dict(env), text=True, start_new_session=True, **kw
+        )
+
+    def run(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        timeout: float,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run in the node; on timeout the process group is killed and rc is -9."""
+        proc = self.popen(
+            argv,
+            env,
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err = proc.communicate(input_text, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return subprocess.CompletedProcess(
+                proc.args, -9, out, (err or "") + f"\n[timeout after {timeout}s]"
+            )
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def listening(self) -> list[tuple[str, int, list[tuple[str, int]]]]:
+        """(address, port, [(process, pid)]) of every TCP listener in this namespace."""
+        out = _run(["ip", "netns", "exec", self.ns, "ss", "-Hltnp"], check=False).stdout
+        result = []
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) < 4:
+                continue
+            addr, _, port = cols[3].rpartition(":")
+            procs = [
+                (m.group(1), int(m.group(2))) for m in re.finditer(r'\("([^"]*)",pid=(\d+)', line)
+            ]
+            result.append((addr.strip("[]"), int(port), procs))
+        return result
+
+    def blocked_ports(self) -> list[int]:
+        proc = _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "nft",
+                "-j",
+                "list",
+                "set",
+                "inet",
+                NFT_TABLE,
+                "blocked",
+            ],
+            check=False,
+        )
+        if proc.returncode != 0:
+            return []
+        ports: list[int] = []
+        for item in json.loads(proc.stdout).get("nftables", []):
+            for elem in (item.get("set") or {}).get("elem", []):
+                value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) else elem
+                if isinstance(value, int):
+                    ports.append(value)
+        return sorted(ports)
+
+
+def _is_loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr in ("::1", "::ffff:127.0.0.1")
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    args = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not args:
+        return "?"
+    # Name Ray processes by what they run: `ray::Pinned`, `raylet`, `.../agent.py`, ...
+    interesting = [a for a in args if a.endswith(".py") or a.startswith("ray::")]
+    head = interesting[0] if interesting else args[0]
+    return "/".join(Path(head).parts[-2:]) if "/" in head else head
+
+
+@dataclass
+class Sampler:
+    """Polls `ss` in both namespaces and keeps every non-loopback TCP listener ever seen."""
+
+    nodes: Sequence[Node]
+    interval: float = 0.3
+    seen: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample_once(self) -> None:
+        for node in self.nodes:
+            table = self.seen.setdefault(node.role, {})
+            for addr, port, procs in node.listening():
+                if _is_loopback(addr):
+                    continue
+                names = table.setdefault(port, set())
+                for comm, pid in procs:
+                    names.add(f"{cmdline(pid)} [{comm}] @{addr}")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.sample_once()
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="port-sampler")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        with contextlib.suppress(Exception):
+            self.sample_once()
+
+
+class NodePair:
+    """Creates the namespaces, veth pair, hosts files, firewalls and node inits; tears down."""
+
+    def __init__(
+        self, hosts: Mapping[str, str], head_allowed: Sequence[int], worker_allowed: Sequence[int]
+    ) -> None:
+        seq = next(_SEQ)
+        base = f"mr-{os.getpid()}-{seq}"
+        self.head = Node("head", f"{base}-head", HEAD_IP, WORKER_IP)
+        self.worker = Node("worker", f"{base}-worker", WORKER_IP, HEAD_IP)
+        self.hosts = dict(hosts)  # fqdn -> ip, written into both namespaces' hosts files
+        self.allowed = {"head": list(head_allowed), "worker": list(worker_allowed)}
+        self.created: list[str] = []
+
+    @property
+    def nodes(self) -> tuple[Node, Node]:
+        return (self.head, self.worker)
+
+    def setup(self) -> None:
+        for node in self.nodes:
+            _run(["ip", "netns", "add", node.ns])
+            self.created.append(node.ns)
+        _run(
+            [
+                "ip",
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                self.head.ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.worker.ns,
+            ]
+        )
+        for node in self.nodes:
+            _run(["ip", "-n", node.ns, "addr", "add", f"{node.ip}/{PREFIX_LEN}", "dev", "eth0"])
+            _run(["ip", "-n", node.ns, "link", "set", "lo", "up"])
+            _run(["ip", "-n", node.ns, "link", "set", "eth0", "up"])
+            # A default route, as a pod has (Ray finds its address with a UDP "connect").
+            _run(["ip", "-n", node.ns, "route", "add", "default", "dev", "eth0"])
+            etc = Path("/etc/netns") / node.ns
+            etc.mkdir(parents=True, exist_ok=True)
+            lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+            lines += [f"{ip} {name}" for name, ip in self.hosts.items()]
+            (etc / "hosts").write_text("\n".join(lines) + "\n")
+            # No DNS server is reachable: fail lookups fast instead of waiting for timeouts.
+            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            _run(
+                ["ip", "netns", "exec", node.ns, "nft", "-f", "-"],
+                input_text=nft_ruleset(node.peer_ip, self.allowed[node.role]),
+            )
+        for node in self.nodes:
+            self._start_init(node)
+
+    def _start_init(self, node: Node) -> None:
+        node.init = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                node.ns,
+                "unshare",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "bash",
+                "-c",
+                NODE_INIT,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert node.init.stdout is not None
+        line = node.init.stdout.readline().strip()
+        if line != "READY":
+            raise NetnsError(f"{node.role} init failed: {line} {node.init.stderr}")
+        children = Path(f"/proc/{node.init.pid}/task/{node.init.pid}/children").read_text()
+        node.init_pid = int(children.split()[0])
+        # The cluster-DNS stand-in (see dns.py); it dies with the namespace.
+        dns = node.popen(
+            [sys.executable, str(Path(__file__).with_name("dns.py"))],
+            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert dns.stdout is not None
+        if dns.stdout.readline().strip() != "DNS READY":
+            raise NetnsError(f"{node.role}: DNS stand-in did not start")
+
+    def teardown(self, deadline: float = 30.0) -> list[str]:
+        """Kill every process of both nodes, delete namespaces and hosts files. Returns problems."""
+        problems: list[str] = []
+        end = time.monotonic() + deadline
+        for node in self.nodes:
+            if node.init and node.init.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    # --kill-child: SIGKILL to the namespace's PID 1, which ends the namespace.
+                    os.killpg(node.init.pid, signal.SIGKILL)
+        for ns in self.created:
+            while _ns_pids(ns) and time.monotonic() < end:
+                for pid in _ns_pids(ns):  # only processes inside our own namespace
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+            left = _ns_pids(ns)
+            if left:
+                problems.append(f"{ns}: processes still alive: {left}")
+        for node in self.nodes:
+            if node.init:
+                with contextlib.suppress(Exception):
+                    node.init.wait(timeout=max(0.1, end - time.monotonic()))
+        for ns in self.created:
+            proc = _run(["ip", "netns", "del", ns], check=False)
+            if proc.returncode != 0:
+                problems.append(f"ip netns del {ns}: {proc.stderr.strip()}")
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+        self.created.clear()
+        return problems
+
+
+@contextlib.contextmanager
+def node_pair(
+    hosts: Mapping[str, str], head_allowed: Sequence[int], worker_allowed: Sequence[int]
+) -> Iterator[NodePair]:
+    pair = NodePair(hosts, head_allowed, worker_allowed)
+    try:
+        pair.setup()
+        yield pair
+    finally:
+        pair.teardown()

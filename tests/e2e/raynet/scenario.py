@@ -1,0 +1,446 @@
+"""One end-to-end run: firewalled namespaces, real `ray start` on both nodes, the workload,
+the listening-port audit and teardown. Every step is named; the first fatal failure ends the
+run (later steps would only time out against a wedged cluster), teardown always runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import kuberay
+from .contract import ClusterContract, NodeSpec
+from .netns import HEAD_IP, WORKER_IP, Node, NodePair, Sampler, sweep_stale
+
+WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workload"
+
+
+@dataclass
+class RunConfig:
+    contract: ClusterContract
+    venv: Path
+    label: str
+    profile: str = "full"  # full | smoke | sizing
+    actors: int = 8
+    tasks: int = 5000
+    object_mib: int = 64
+    step_timeout: float = 120.0
+    job: bool = True
+    drop_both: frozenset[int] = frozenset()  # ports removed from both firewalls
+    drop_worker: frozenset[int] = frozenset()  # ports removed from the worker's firewall only
+    log_dir: Path | None = None
+    # Extra head env (e.g. to prove AUTOSCALER_METRIC_PORT is honoured).
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    seconds: float
+    detail: Any = None
+
+
+@dataclass
+class RunResult:
+    label: str
+    ray_version: str
+    steps: list[Step] = field(default_factory=list)
+    listening: dict[str, dict[int, list[str]]] = field(default_factory=dict)
+    outside: dict[str, list[int]] = field(default_factory=dict)
+    blocked: dict[str, list[int]] = field(default_factory=dict)
+    worker_ports_used: dict[str, list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s.ok for s in self.steps)
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def first_failure(self) -> Step | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    def summary(self) -> str:
+        lines = [
+            f"== {self.label} (Ray {self.ray_version}) {'PASS' if self.ok else 'FAIL'} "
+            f"in {self.seconds:.0f}s"
+        ]
+        for s in self.steps:
+            detail = json.dumps(s.detail, default=str)
+            if len(detail) > 300:
+                detail = detail[:300] + "..."
+            lines.append(f"  {'ok  ' if s.ok else 'FAIL'} {s.name:30s} {s.seconds:7.1f}s {detail}")
+        for role, ports in self.listening.items():
+            lines.append(f"  listening on {role}: {sorted(ports)}")
+        for role, ports in self.outside.items():
+            if ports:
+                lines.append(f"  OUTSIDE the Services on {role}: {ports}")
+        for role, ports in self.blocked.items():
+            if ports:
+                lines.append(f"  SYNs dropped by {role}'s firewall to ports {ports}")
+        return "\n".join(lines)
+
+
+class Fatal(Exception):
+    pass
+
+
+def venv_ray_version(venv: Path) -> str:
+    """The Ray version installed in a venv (from its dist-info, without importing Ray)."""
+    found = sorted(venv.glob("lib/python*/site-packages/ray-*.dist-info"))
+    if not found:
+        raise FileNotFoundError(f"no Ray installed in {venv}")
+    return found[0].name[len("ray-") : -len(".dist-info")]
+
+
+class Run:
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.c = cfg.contract
+        self.result = RunResult(cfg.label, venv_ray_version(cfg.venv))
+        self.ray_bin = str(cfg.venv / "bin" / "ray")
+        self.python = str(cfg.venv / "bin" / "python")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def record(
+        self, name: str, ok: bool, seconds: float, detail: Any = None, fatal: bool = True
+    ) -> None:
+        self.result.steps.append(Step(name, ok, round(seconds, 2), detail))
+        if not ok and fatal:
+            raise Fatal(name)
+
+    @contextlib.contextmanager
+    def timed(self, name: str, fatal: bool = True) -> Iterator[dict[str, Any]]:
+        """Record step `name`; the body sets out['ok'] / out['detail'] or raises."""
+        out: dict[str, Any] = {"ok": True, "detail": None}
+        t0 = time.monotonic()
+        try:
+            yield out
+        except Fatal:
+            raise
+        except Exception as exc:
+            out["ok"], out["detail"] = False, f"{type(exc).__name__}: {exc}"
+        self.record(name, bool(out["ok"]), time.monotonic() - t0, out["detail"], fatal)
+
+    def node_env(self, node: Node, spec: NodeSpec) -> dict[str, str]:
+        env = {
+            "PATH": f"{self.cfg.venv / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+            "/usr/bin:/sbin:/bin",
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # What KubeRay injects into every Ray container.
+            "RAY_CLUSTER_NAME": self.c.cluster_name,
+            "FQ_RAY_IP": self.c.head_service_fqdn,
+            "RAY_IP": self.c.head_service,
+            "RAY_PORT": str(self.c.gcs_port()),
+            "RAY_ADDRESS": f"{self.c.head_service_fqdn}:{self.c.gcs_port()}",
+        }
+        env.update(spec.env)
+        for name in spec.pod_ip_env:  # the downward API's status.podIP
+            env[name] = node.ip
+        if spec.role == "head":
+            env.update(self.cfg.extra_env)
+        return env
+
+    def allowed(self, role: str) -> list[int]:
+        ports = set(self.c.allowed_ports(role)) - set(self.cfg.drop_both)
+        if role == "worker":
+            ports -= set(self.cfg.drop_worker)
+        return sorted(ports)
+
+    # -- the run -----------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        t_start = time.monotonic()
+        sweep_stale()
+        hosts = {
+            self.c.pod_fqdn(HEAD_IP): HEAD_IP,
+            self.c.pod_fqdn(WORKER_IP): WORKER_IP,
+            self.c.head_service_fqdn: HEAD_IP,
+        }
+        pair = NodePair(hosts, self.allowed("head"), self.allowed("worker"))
+        sampler: Sampler | None = None
+        try:
+            with self.timed("network") as out:
+                pair.setup()
+                out["detail"] = {
+                    "head": pair.head.ns,
+                    "worker": pair.worker.ns,
+                    "admitted_on_head": len(self.allowed("head")),
+                    "admitted_on_worker": len(self.allowed("worker")),
+                }
+            sampler = Sampler(pair.nodes)
+            sampler.start()
+            self.check_node_ip(pair.head, self.c.head)
+            self.check_node_ip(pair.worker, self.c.worker)
+            self.start_node(pair.head, self.c.head, "head_start")
+            self.start_node(pair.worker, self.c.worker, "worker_start")
+            self.workload(pair)
+        except Fatal:
+            pass
+        except Exception as exc:  # harness bug or environment problem: still a failed run
+            self.result.steps.append(Step("harness", False, 0.0, f"{type(exc).__name__}: {exc}"))
+        finally:
+            if sampler:
+                sampler.stop()
+                self.audit_ports(pair, sampler)
+            if not self.result.ok and self.cfg.log_dir:
+                self.save_logs(pair)
+            t0 = time.monotonic()
+            problems = pair.teardown()
+            self.result.steps.append(
+                Step("teardown", not problems, round(time.monotonic() - t0, 2), problems or None)
+            )
+            self.result.seconds = round(time.monotonic() - t_start, 1)
+        return self.result
+
+    def check_node_ip(self, node: Node, spec: NodeSpec) -> None:
+        """The rendered node-ip-address, expanded by bash with the pod's env, must be this
+        pod's FQDN and resolve (through the namespace's hosts file) to the pod's IP."""
+        with self.timed(f"node_ip_{node.role}", fatal=False) as out:
+            probe = kuberay.argv_probe(self.c, spec, self.ray_bin)
+            proc = node.run(["bash", "-c", probe], self.node_env(node, spec), timeout=20)
+            argv = proc.stdout.split("\0")
+            value = next(
+                (a.split("=", 1)[1] for a in argv if a.startswith("--node-ip-address=")), None
+            )
+            want = self.c.pod_fqdn(node.ip)
+            resolved = node.run(["getent", "ahostsv4", value or "-"], {}, timeout=10).stdout
+            addrs = sorted({ln.split()[0] for ln in resolved.splitlines() if ln.strip()})
+            out["detail"] = {
+                "raw": spec.start_params.get("node-ip-address"),
+                "value": value,
+                "resolves_to": addrs,
+            }
+            out["ok"] = value == want and addrs == [node.ip]
+
+    def start_node(self, node: Node, spec: NodeSpec, step: str) -> None:
+        cmd = kuberay.container_command(self.c, spec, self.ray_bin)
+        with self.timed(step) as out:
+            proc = node.run(
+                ["bash", "-c", cmd],
+                self.node_env(node, spec),
+                timeout=max(120.0, self.cfg.step_timeout),
+            )
+            out["ok"] = proc.returncode == 0
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-12:]
+            out["detail"] = (
+                {"rc": proc.returncode, "command": cmd}
+                if out["ok"]
+                else {"rc": proc.returncode, "command": cmd, "output": tail}
+            )
+
+    def workload(self, pair: NodePair) -> None:
+        head_env = self.node_env(pair.head, self.c.head)
+        head_env["PYTHONUNBUFFERED"] = "1"
+        worker_metrics = kuberay.effective_params(self.c, self.c.worker)["metrics-export-port"]
+        argv = [
+            self.python,
+            str(WORKLOAD_DIR / "driver.py"),
+            "--profile",
+            self.cfg.profile,
+            "--actors",
+            str(self.cfg.actors),
+            "--tasks",
+            str(self.cfg.tasks),
+            "--object-mib",
+            str(self.cfg.object_mib),
+            "--step-timeout",
+            str(self.cfg.step_timeout),
+            "--worker-ip",
+            pair.worker.ip,
+            "--worker-metrics-port",
+            worker_metrics,
+        ]
+        drv = pair.head.popen(
+            argv,
+            head_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=1,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        stderr_tail: list[str] = []
+
+        def pump_out() -> None:
+            assert drv.stdout is not None
+            for line in drv.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        def pump_err() -> None:
+            assert drv.stderr is not None
+            for line in drv.stderr:
+                stderr_tail.append(line.rstrip())
+                del stderr_tail[:-40]
+
+        for fn in (pump_out, pump_err):
+            threading.Thread(target=fn, daemon=True).start()
+        # Every driver step has its own timeout; this bounds the whole driver.
+        budget = 60 + 12 * self.cfg.step_timeout
+        deadline = time.monotonic() + budget
+        t_step = time.monotonic()
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    self.record(
+                        "driver",
+                        False,
+                        time.monotonic() - t_step,
+                        f"driver exceeded {budget:.0f}s; stderr: {stderr_tail[-10:]}",
+                    )
+                    return
+                if line is None:
+                    drv.wait(timeout=30)
+                    self.record(
+                        "driver",
+                        False,
+                        time.monotonic() - t_step,
+                        f"driver exited rc={drv.returncode} before finishing; "
+                        f"stderr: {stderr_tail[-15:]}",
+                    )
+                    return
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "step" in msg:
+                    detail = (
+                        msg.get("detail")
+                        if msg["ok"]
+                        else {"error": msg.get("detail"), "trace": msg.get("trace", "")[-800:]}
+                    )
+                    self.record(msg["step"], msg["ok"], msg["seconds"], detail)
+                    t_step = time.monotonic()
+                    if msg["step"] == "actors_on_worker" and msg["ok"]:
+                        self.result.worker_ports_used["actors"] = sorted(
+                            p for ports in msg["detail"]["ports"] for p in ports
+                        )
+                elif msg.get("event") == "hold":
+                    self.while_loaded(pair)
+                    assert drv.stdin is not None
+                    drv.stdin.write("release\n")
+                    drv.stdin.flush()
+                    drv.wait(timeout=60)
+                    return
+        finally:
+            if drv.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(drv.pid, 9)
+
+    def client(
+        self, node: Node, spec: NodeSpec, args: list[str], timeout: float
+    ) -> tuple[bool, Any]:
+        env = self.node_env(node, spec)
+        proc = node.run(
+            [self.python, str(WORKLOAD_DIR / "client.py"), *args, "--timeout", str(timeout)],
+            env,
+            timeout=timeout + 60,
+        )
+        try:
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            out = {"ok": False, "stdout": proc.stdout[-500:], "stderr": proc.stderr[-1500:]}
+        return proc.returncode == 0 and bool(out.get("ok")), out
+
+    def while_loaded(self, pair: NodePair) -> None:
+        """Steps run from the worker node while the driver holds its actors."""
+        if self.cfg.profile in ("full", "smoke"):
+            env = {**self.c.head.env, **self.cfg.extra_env}
+            head_http = [
+                env[k] for k in ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT") if k in env
+            ]
+            if head_http:
+                with self.timed("head_metrics_ports") as out:
+                    ok, reply = self.client(
+                        pair.worker,
+                        self.c.worker,
+                        ["http", *[f"http://{pair.head.ip}:{p}/metrics" for p in head_http]],
+                        timeout=self.cfg.step_timeout,
+                    )
+                    out["ok"], out["detail"] = ok, reply
+        if self.cfg.job:
+            with self.timed("job_submission") as out:
+                url = f"http://{self.c.head_service_fqdn}:{self.c.dashboard_port()}"
+                ok, reply = self.client(
+                    pair.worker,
+                    self.c.worker,
+                    ["job", url],
+                    timeout=max(180.0, self.cfg.step_timeout),
+                )
+                out["ok"] = ok
+                out["detail"] = {"status": reply.get("status")} if ok else reply
+
+    def audit_ports(self, pair: NodePair, sampler: Sampler) -> None:
+        t0 = time.monotonic()
+        for node in pair.nodes:
+            seen = sampler.seen.get(node.role, {})
+            self.result.listening[node.role] = {p: sorted(v) for p, v in sorted(seen.items())}
+            allowed = self.c.allowed_ports(node.role)
+            self.result.outside[node.role] = sorted(p for p in seen if p not in allowed)
+            self.result.blocked[node.role] = node.blocked_ports()
+            wp = set(self.c.worker_ports())
+            self.result.worker_ports_used[node.role] = sorted(p for p in seen if p in wp)
+        outside = {r: p for r, p in self.result.outside.items() if p}
+        detail: dict[str, Any] = {
+            r: {p: self.result.listening[r][p] for p in ports} for r, ports in outside.items()
+        }
+        self.result.steps.append(
+            Step(
+                "listening_ports",
+                not outside,
+                round(time.monotonic() - t0, 2),
+                detail or {r: sorted(v) for r, v in self.result.listening.items()},
+            )
+        )
+
+    def save_logs(self, pair: NodePair) -> None:
+        assert self.cfg.log_dir is not None
+        for node in pair.nodes:
+            if not node.init_pid:
+                continue
+            dest = self.cfg.log_dir / self.cfg.label / node.role
+            dest.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception), open(dest / "logs.tar", "wb") as f:
+                proc = subprocess.Popen(
+                    node.nsenter(
+                        [
+                            "tar",
+                            "-C",
+                            "/tmp/ray",
+                            "-cf",
+                            "-",
+                            "--exclude=*.so",
+                            "session_latest/logs",
+                        ]
+                    ),
+                    stdout=f,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, 9)
+                    proc.wait()
+
+
+def run(cfg: RunConfig, on_result: Callable[[RunResult], None] | None = None) -> RunResult:
+    result = Run(cfg).execute()
+    if on_result:
+        on_result(result)
+    return result
