@@ -125,3 +125,17 @@ def test_render_failure_is_clean() -> None:
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "ports.maxWorkerPort" in res.stderr
+
+
+def test_list_checks_names_every_check(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshray.audit import CHECKS
+
+    assert main(["audit", "--list-checks"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split("`")[1] for r in rows] == list(CHECKS)
+    assert all("<" not in r for r in rows)  # safe to paste into Markdown
+
+
+def test_audit_without_input_is_a_usage_error() -> None:
+    res = run("audit")
+    assert res.returncode == 2 and "no input" in res.stderr and "Traceback" not in res.stderr

@@ -43,7 +43,7 @@ RAY_2_48 = (2, 48, 0)
 CHECKS: dict[str, tuple[str, str]] = {
     "no-headless-service": (ERROR, "no headless Service (clusterIP: None) selects the cluster"),
     "group-not-selected": (ERROR, "the headless Service's selector misses a group's pods"),
-    "port-missing": (ERROR, "a pinned Ray port is not declared in the headless Service"),
+    "port-missing": (ERROR, "a pinned Ray port is not in the headless Service (metrics: warning)"),
     "worker-port-missing": (ERROR, "worker ports of the range are not declared in the Service"),
     "port-unused": (WARNING, "a Service port that no group of the cluster listens on"),
     "app-protocol-wrong": (ERROR, "appProtocol (or name prefix) differs from the port's protocol"),
@@ -55,7 +55,8 @@ CHECKS: dict[str, tuple[str, str]] = {
     "worker-range-large": (WARNING, "a worker range so large that sidecars may run out of memory"),
     "invalid-port": (ERROR, "a port flag or env value that is not a valid port"),
     "param-not-string": (ERROR, "a rayStartParams value that is not a string (CRD rejects it)"),
-    "headless-label-missing": (WARNING, "Service lacks ray.io/headless-worker-svc: <cluster>"),
+    "headless-label-missing": (WARNING,
+                               "Service lacks ray.io/headless-worker-svc (error if multi-host)"),
     "publish-not-ready-missing": (ERROR, "Service lacks publishNotReadyAddresses: true"),
     "export-to-missing": (INFO, "Service lacks networking.istio.io/exportTo (mesh-wide config)"),
     "node-ip-missing": (ERROR, "node-ip-address not set: Ray registers the bare pod IP"),

@@ -103,6 +103,13 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     from . import audit, manifests
 
+    if args.list_checks:
+        out.write("| Check | Severity | Catches |\n|---|---|---|\n")
+        for check, (severity, what) in audit.CHECKS.items():
+            out.write(f"| `{check}` | {severity} | {what} |\n")
+        return OK
+    if not args.files:
+        raise UsageError("no input: give manifest files, directories or - for stdin")
     if args.files.count(manifests.STDIN) > 1:
         raise UsageError("stdin (-) can be read only once")
     objs = manifests.load(args.files)
@@ -248,9 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Ingress problems. One finding per line: `severity: Kind/name [namespace] key: message "
         "(got value) [check] fix: hint`.",
         epilog="exit status: 1 when any finding is an error, 2 on unreadable or malformed "
-        "input.\nchecks: see the README (\"meshray audit findings\").")
-    p.add_argument("files", nargs="+", metavar="FILE",
+        "input.\nchecks: meshray audit --list-checks")
+    p.add_argument("files", nargs="*", metavar="FILE",
                    help="manifest files or directories; - reads stdin")
+    p.add_argument("--list-checks", action="store_true",
+                   help="print every check with its severity (Markdown table) and exit")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default: %(default)s)")
     p.add_argument("-n", "--namespace", default="default",
