@@ -42,8 +42,8 @@ def table(objs: Sequence[Manifest], namespace: str = "default") -> list[Row]:
         users: dict[tuple[int, str, str], list[Group]] = {}
         for g in c.groups:
             for use in g.ports:
-                if use.component.optional:
-                    continue
+                if use.component.optional and use.port not in declared:
+                    continue  # Serve proxies: listed only when the Service declares them
                 proto = g.expected_protocol(use.component)
                 users.setdefault((use.port, use.name, proto), []).append(g)
         for (port, name, proto), groups in sorted(users.items()):
