@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -194,6 +195,11 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=30, width=100)
 
 
+def _para(text: str) -> str:
+    """A description paragraph wrapped for the terminal (the formatter keeps our newlines)."""
+    return textwrap.fill(" ".join(text.split()), width=92)
+
+
 def _chart_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chart", default=str(DEFAULT_CHART), metavar="DIR",
                    help="chart directory (default: %(default)s)")
@@ -208,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate", formatter_class=_Formatter,
         help="check values files against the schema and the chart's own checks",
-        description="Check each values file (layered over the chart's values.yaml, as helm "
+        description=_para("Check each values file (layered over the chart's values.yaml, as helm "
         "does) against values.schema.yamale, then render the chart with it so the chart's "
         "`fail` checks surface too. Problems print as `file: key.path: problem (got value)`. "
         "Also warns about legal but risky choices: a worker range likely too small for a "
-        "group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS.",
+        "group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS."),
         epilog="exit status: 1 when any file has an error (warnings alone exit 0).")
     p.add_argument("values", nargs="*", metavar="VALUES",
                    help="values files (default: the chart's own values.yaml)")
@@ -226,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "render", formatter_class=_Formatter, help="render the chart (helm template)",
-        description="Render the chart through helm (pyhelm3) and print the manifests, or with "
-        "--ports the port table: every port, its name, protocol, the groups that listen on it "
-        "and the Service that declares it.")
+        description=_para(
+            "Render the chart through helm (pyhelm3) and print the manifests, or with "
+            "--ports the port table: every port, its name, protocol, the groups that listen on it "
+        "and the Service that declares it."))
     p.add_argument("-f", "--values", action="append", default=[], metavar="VALUES",
                    help="values file, repeatable; later files win")
     p.add_argument("--set", action="append", default=[], metavar="K=V",
@@ -249,11 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "audit", formatter_class=_Formatter,
         help="check any manifests for Ray/Istio port and protocol drift",
-        description="Audit Kubernetes manifests from any source (this chart, another chart, "
+        description=_para("Audit Kubernetes manifests from any source (this chart, another chart, "
         "hand-written) without using the chart: for each RayCluster, find the headless Service "
         "that selects it and report every drift between them, plus PeerAuthentication and "
         "Ingress problems. One finding per line: `severity: Kind/name [namespace] key: message "
-        "(got value) [check] fix: hint`.",
+        "(got value) [check] fix: hint`."),
         epilog="exit status: 1 when any finding is an error, 2 on unreadable or malformed "
         "input.\nchecks: meshray audit --list-checks")
     p.add_argument("files", nargs="*", metavar="FILE",
@@ -273,9 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "schema", formatter_class=_Formatter,
         help="generate values.schema.json from values.schema.yamale",
-        description="Regenerate the chart's values.schema.json (strict JSON Schema, so helm "
+        description=_para("Regenerate the chart's values.schema.json (strict JSON Schema, so helm "
         "rejects unknown keys and wrong types) from values.schema.yamale, with descriptions "
-        "from values.yaml.")
+        "from values.yaml."))
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the committed file differs")
     _chart_args(p)
@@ -283,9 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "docs", formatter_class=_Formatter, help="generate the values reference in the README",
-        description="Regenerate the values reference (key, type, default, description) from "
+        description=_para("Regenerate the values reference (key, type, default, description) from "
         "values.schema.yamale and values.yaml into the README, between "
-        "<!-- values-reference:start --> and <!-- values-reference:end -->.")
+        "<!-- values-reference:start --> and <!-- values-reference:end -->."))
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the README differs")
     p.add_argument("--readme", metavar="FILE",
