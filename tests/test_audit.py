@@ -242,6 +242,17 @@ CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
     # the Pod FQDN may end with a dot and use a custom cluster domain
     ("fqdn variants", both(lambda g: g["rayStartParams"].update(
         {"node-ip-address": "${POD_IP//[.:]/-}.demo-headless-svc.ray.svc.corp.example."}))),
+    # Ray token auth (KubeRay authOptions) guards the dashboard behind an unauthenticated Ingress
+    ("ray token auth", lambda d: (
+        ingress(d)["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/auth-url"),
+        cluster(d)["spec"].update(authOptions={"mode": "token"}))),
+    # Serve proxies on ports pinned through Serve's env vars, declared in the Service
+    ("serve on custom ports", lambda d: (
+        [set_env(g, "RAY_SERVE_DEFAULT_HTTP_PORT", "8100") for g in (head(d), worker(d))],
+        [set_env(g, "RAY_SERVE_DEFAULT_GRPC_PORT", "9100") for g in (head(d), worker(d))],
+        svc(d)["spec"]["ports"].extend([
+            {"name": "serve-http", "port": 8100, "targetPort": 8100, "appProtocol": "http"},
+            {"name": "serve-grpc", "port": 9100, "targetPort": 9100, "appProtocol": "grpc"}]))),
     # a PeerAuthentication for another workload is none of our business
     ("unrelated policy", lambda d: d.append({
         "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",

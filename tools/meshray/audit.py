@@ -695,8 +695,9 @@ def _check_ingresses(ctx: _Context) -> None:
                 continue
             want = group.expected_protocol(component)
             _check_ingress_protocol(ctx, ing, ann, key, svc_name, port_text, component, want)
-            if component.name in {"dashboard-port", "ray-client-server-port"} and not any(
-                    a in ann for a in _AUTH_ANNOTATIONS):
+            token_auth = any(c.token_auth for c, _ in ctx.clusters if group in c.groups)
+            if component.name in {"dashboard-port", "ray-client-server-port"} and not token_auth \
+                    and not any(a in ann for a in _AUTH_ANNOTATIONS):
                 ctx.add("ingress-exposes-ray", ing, f"{key}.port", number or pname,
                         f"exposes Ray's {component.name} without authentication: anyone who "
                         "reaches it can run code (CVE-2023-48022)",

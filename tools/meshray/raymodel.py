@@ -48,8 +48,9 @@ COMPONENTS: tuple[Component, ...] = (
     Component("dashboard-grpc-port", GRPC, None, head_only=True),  # Ray < 2.45 only
     Component("autoscaler-metrics", HTTP, 44217, head_only=True, env="AUTOSCALER_METRIC_PORT"),
     Component("dashboard-metrics", HTTP, 44227, head_only=True, env="DASHBOARD_METRIC_PORT"),
-    Component("serve-http", HTTP, 8000, optional=True),
-    Component("serve-grpc", GRPC, 9000, optional=True),
+    # Serve reads its proxy ports from these env vars (serve/_private/constants.py)
+    Component("serve-http", HTTP, 8000, optional=True, env="RAY_SERVE_DEFAULT_HTTP_PORT"),
+    Component("serve-grpc", GRPC, 9000, optional=True, env="RAY_SERVE_DEFAULT_GRPC_PORT"),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
 # per-node ports other nodes reach: random unless pinned, and Istio must know them
@@ -192,6 +193,8 @@ class Cluster:
     version: tuple[int, int, int] | None
     version_key: str
     groups: list[Group]
+    # KubeRay's spec.authOptions.mode: token (Ray >= 2.52): the dashboard and Jobs API need it
+    token_auth: bool = False
 
     @property
     def head(self) -> Group | None:
@@ -311,8 +314,11 @@ def cluster_from(obj: dict[str, Any], namespace: str) -> Cluster:
         for i, w in enumerate(workers):
             if isinstance(w, dict):
                 groups.append(_group(w, f"spec.workerGroupSpecs[{i}]", False, version))
+    auth = spec.get("authOptions")
+    token_auth = isinstance(auth, dict) and str(auth.get("mode", "")).lower() == "token"
     return Cluster(name=str(meta.get("name") or ""), namespace=namespace, version=version,
-                   version_key=version_key if version else "", groups=groups)
+                   version_key=version_key if version else "", groups=groups,
+                   token_auth=token_auth)
 
 
 def compress(ports: list[int]) -> str:
