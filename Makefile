@@ -19,7 +19,7 @@ HELM         := $(BIN)/helm
 export PATH := $(BIN):$(VENV)/bin:$(PATH)
 export MESHRAY_HELM := $(HELM)
 
-.PHONY: help setup venv render test unit fmt
+.PHONY: help setup venv render test bench
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
@@ -41,5 +41,8 @@ render: setup ## render the chart (VALUES=file) and print manifests plus the por
 
 test: setup ## run the test suite (what CI runs)
 	$(PY) -m pytest -q
+
+bench: setup ## time validate + render + audit over every example against bare helm template
+	$(PY) tools/bench/bench.py
 
 -include mk/*.mk
