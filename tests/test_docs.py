@@ -96,3 +96,14 @@ def test_docs_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_readme_has_no_drift(capsys: pytest.CaptureFixture[str]) -> None:
     assert (REPO / "README.md").is_file(), "README.md missing"
     assert main(["docs", "--check"]) == 0, capsys.readouterr().out
+
+
+def test_readme_lists_every_audit_check() -> None:
+    """The generated checks table in the README names exactly the audit's checks."""
+    import re
+
+    from meshray.audit import CHECKS
+
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(docs.CHECKS_START):text.index(docs.CHECKS_END)]
+    assert set(re.findall(r"^\| `([a-z0-9-]+)` \|", block, re.MULTILINE)) == set(CHECKS)

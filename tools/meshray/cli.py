@@ -105,9 +105,9 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     from . import audit, manifests
 
     if args.list_checks:
-        out.write("| Check | Severity | Catches |\n|---|---|---|\n")
-        for check, (severity, what) in audit.CHECKS.items():
-            out.write(f"| `{check}` | {severity} | {what} |\n")
+        from .docs import checks_table
+
+        out.write(checks_table(audit.CHECKS))
         return OK
     if not args.files:
         raise UsageError("no input: give manifest files, directories or - for stdin")
@@ -149,9 +149,14 @@ def cmd_docs(args: argparse.Namespace, out: TextIO) -> int:
     if not readme.is_file():
         raise UsageError(f"{readme}: missing")
     current = readme.read_text(encoding="utf-8")
+    from .audit import CHECKS
+
     body = docs.table(loaded, defaults, descriptions)
     try:
         new = docs.splice(current, body)
+        if docs.CHECKS_START in current:
+            new = docs.splice(new, docs.checks_table(CHECKS), docs.CHECKS_START,
+                              docs.CHECKS_END, docs.CHECKS_NOTE)
     except docs.DocsError as exc:
         raise UsageError(f"{readme}: {exc}") from None
     return _write_or_check(readme, new, args.check, "meshray docs", out)
@@ -292,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
         "docs", formatter_class=_Formatter, help="generate the values reference in the README",
         description=_para("Regenerate the values reference (key, type, default, description) from "
         "values.schema.yamale and values.yaml into the README, between "
-        "<!-- values-reference:start --> and <!-- values-reference:end -->."))
+        "<!-- values-reference:start --> and <!-- values-reference:end -->, and the table of "
+        "audit checks between <!-- audit-checks:start --> and <!-- audit-checks:end --> when "
+        "the README has those markers."))
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the README differs")
     p.add_argument("--readme", metavar="FILE",
