@@ -228,10 +228,12 @@ class Run:
     def start_node(self, node: Node, spec: NodeSpec, step: str) -> None:
         cmd = kuberay.container_command(self.c, spec, self.ray_bin)
         with self.timed(step) as out:
+            # `ray start` returns within ~10 s on a healthy node (~20 s under load); a node that
+            # cannot reach or resolve itself hangs until this bound.
             proc = node.run(
                 ["bash", "-c", cmd],
                 self.node_env(node, spec),
-                timeout=max(120.0, self.cfg.step_timeout),
+                timeout=max(60.0, self.cfg.step_timeout),
             )
             out["ok"] = proc.returncode == 0
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-12:]

@@ -1,0 +1,73 @@
+"""Fixtures and reporting for the real-Ray e2e suite (`make e2e`, marker `e2e`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from e2e_support import REPORT, unavailable  # noqa: E402
+from raynet.netns import require_tools  # noqa: E402
+from raynet.scenario import RunResult  # noqa: E402
+
+_results: list[dict[str, Any]] = []
+_started = time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def e2e_host() -> None:
+    if os.geteuid() != 0:
+        unavailable("the e2e suite needs root (network namespaces, nftables)")
+    missing = require_tools()
+    if missing:
+        unavailable(f"missing host tools {missing} (`make e2e-deps`)")
+
+
+@pytest.fixture
+def record_run() -> Iterator[list[RunResult]]:
+    """Collects RunResults for the session report (printed and written as JSON)."""
+    runs: list[RunResult] = []
+    yield runs
+    for r in runs:
+        _results.append(
+            {
+                "label": r.label,
+                "ray_version": r.ray_version,
+                "ok": r.ok,
+                "seconds": r.seconds,
+                "steps": [
+                    {"name": s.name, "ok": s.ok, "seconds": s.seconds, "detail": s.detail}
+                    for s in r.steps
+                ],
+                "listening": r.listening,
+                "outside": r.outside,
+                "blocked": r.blocked,
+                "worker_ports_used": r.worker_ports_used,
+                "summary": r.summary(),
+            }
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _results:
+        return
+    tr = terminalreporter
+    tr.section("meshray e2e runs")
+    for r in _results:
+        tr.write_line(r["summary"])
+    total = time.monotonic() - _started
+    tr.write_line(f"e2e: {len(_results)} Ray cluster runs in {total:.0f}s")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(
+        json.dumps({"seconds": round(total, 1), "runs": _results}, indent=1, default=str)
+    )
+    tr.write_line(f"e2e report: {REPORT}")
