@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import CHART, EXAMPLES, SHARED
+from chart_support import CHART, EXAMPLES, SHARED
 from meshray.cli import main
 from meshray.render import RenderRequest, render_text
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CHART, EXAMPLES, REPO
+from chart_support import CHART, EXAMPLES, REPO
 from meshray.cli import build_parser, main
 
 VERBS = ["validate", "render", "audit", "schema", "docs"]

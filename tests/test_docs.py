@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CHART, REPO
+from chart_support import CHART, REPO
 from meshray import docs
 from meshray.cli import main
 from meshray.schema import load

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Renderer, in_ci
+from chart_support import REPO, Renderer, in_ci
 
 # openssl ships with the Debian base; a CI machine without it must fail, not skip.
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None and not in_ci(),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, REPO, Renderer, effective_values
+from chart_support import EXAMPLES, REPO, Renderer, effective_values
 
 # REFERENCE.md §1: the protocol of each port, by the `ray start` flag (or env) that pins it.
 HTTP_FLAGS = {"runtime-env-agent-port", "dashboard-agent-listen-port", "metrics-export-port"}

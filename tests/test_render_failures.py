@@ -4,7 +4,7 @@ and the message names the offending key and value."""
 from __future__ import annotations
 
 import pytest
-from conftest import CHART, Renderer
+from chart_support import CHART, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
 LONG = "a" * 51  # 51 + len("-headless-svc") = 64 > 63

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import REPO, Renderer
+from chart_support import REPO, Renderer
 
 GATEWAY_EXAMPLE = REPO / "values-examples/istio-gateway.yaml"
 SERVE_EXAMPLE = REPO / "values-examples/ray-serve.yaml"

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yamale
 import yaml
-from conftest import CHART, EXAMPLES, merge_values
+from chart_support import CHART, EXAMPLES, merge_values
 from meshray import schema as schema_mod
 from meshray.cli import main
 from meshray.render import RenderError, RenderRequest, render_text

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CHART, EXAMPLES
+from chart_support import CHART, EXAMPLES
 from meshray.cli import main
 
 SCHEMA = """\
