@@ -52,6 +52,7 @@ def record_run() -> Iterator[list[RunResult]]:
                 "outside": r.outside,
                 "blocked": r.blocked,
                 "worker_ports_used": r.worker_ports_used,
+                "worker_ports_peak": r.worker_ports_peak,
                 "summary": r.summary(),
             }
         )

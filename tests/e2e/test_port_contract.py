@@ -162,6 +162,7 @@ def test_negative_broken_fqdn_snippet(version: str, record_run: list[RunResult])
         contract=contract,
         venv=venv_for(version),
         label=f"broken-fqdn@{version}",
+        start_timeout=40,
         profile="smoke",
         actors=2,
         tasks=200,

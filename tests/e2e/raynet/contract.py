@@ -35,6 +35,14 @@ class ContractError(Exception):
 
 
 @dataclass(frozen=True)
+class InitContainer:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    pod_ip_env: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     role: str  # "head" | "worker"
     group: str
@@ -46,6 +54,9 @@ class NodeSpec:
     container_ports: dict[int, str]
     cpu: str | None = None
     memory: str | None = None
+    init_containers: tuple[InitContainer, ...] = ()
+    # Volume mount paths of the Ray and init containers -> volume kind ("emptyDir", "secret").
+    mounts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,12 +167,7 @@ def _memory_bytes(quantity: Any) -> str | None:
     return str(int(float(text)))
 
 
-def _node_spec(role: str, group: str, group_spec: dict[str, Any], container_name: str) -> NodeSpec:
-    params = {str(k): str(v) for k, v in (group_spec.get("rayStartParams") or {}).items()}
-    containers = group_spec.get("template", {}).get("spec", {}).get("containers", [])
-    if not containers:
-        raise ContractError(f"{role} group {group!r} has no containers")
-    container = next((c for c in containers if c.get("name") == container_name), containers[0])
+def _env(container: dict[str, Any]) -> tuple[dict[str, str], list[str], list[str]]:
     env: dict[str, str] = {}
     pod_ip: list[str] = []
     unsupported: list[str] = []
@@ -173,6 +179,31 @@ def _node_spec(role: str, group: str, group_spec: dict[str, Any], container_name
             pod_ip.append(name)
         else:
             unsupported.append(name)
+    return env, pod_ip, unsupported
+
+
+def _node_spec(role: str, group: str, group_spec: dict[str, Any], container_name: str) -> NodeSpec:
+    params = {str(k): str(v) for k, v in (group_spec.get("rayStartParams") or {}).items()}
+    containers = group_spec.get("template", {}).get("spec", {}).get("containers", [])
+    if not containers:
+        raise ContractError(f"{role} group {group!r} has no containers")
+    container = next((c for c in containers if c.get("name") == container_name), containers[0])
+    env, pod_ip, unsupported = _env(container)
+    pod = group_spec.get("template", {}).get("spec", {})
+    inits = []
+    for ic in pod.get("initContainers") or []:
+        ic_env, ic_ip, _ = _env(ic)
+        argv = tuple(str(a) for a in (ic.get("command") or []) + (ic.get("args") or []))
+        inits.append(InitContainer(str(ic.get("name")), argv, ic_env, tuple(ic_ip)))
+    kinds = {
+        v["name"]: next((k for k in ("emptyDir", "secret", "configMap") if k in v), "other")
+        for v in pod.get("volumes") or []
+    }
+    mounts = {
+        str(m["mountPath"]): kinds.get(m["name"], "other")
+        for c in [container, *(pod.get("initContainers") or [])]
+        for m in c.get("volumeMounts") or []
+    }
     ports = {int(p["containerPort"]): str(p.get("name", "")) for p in container.get("ports") or []}
     resources = container.get("resources") or {}
     limits = resources.get("limits") or {}
@@ -188,6 +219,8 @@ def _node_spec(role: str, group: str, group_spec: dict[str, Any], container_name
         container_ports=ports,
         cpu=_cpu_count(limits.get("cpu", requests.get("cpu"))),
         memory=_memory_bytes(limits.get("memory", requests.get("memory"))),
+        init_containers=tuple(inits),
+        mounts=mounts,
     )
 
 

@@ -225,19 +225,26 @@ class Sampler:
 
     nodes: Sequence[Node]
     interval: float = 0.3
+    # Worker-range ports: the most held at once per node is kept (Ray's real port demand).
+    range_ports: frozenset[int] = frozenset()
     seen: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def sample_once(self) -> None:
         for node in self.nodes:
             table = self.seen.setdefault(node.role, {})
+            now: set[int] = set()
             for addr, port, procs in node.listening():
                 if _is_loopback(addr):
                     continue
+                if port in self.range_ports:
+                    now.add(port)
                 names = table.setdefault(port, set())
                 for comm, pid in procs:
                     names.add(f"{cmdline(pid)} [{comm}] @{addr}")
+            self.peak[node.role] = max(self.peak.get(node.role, 0), len(now))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -9,7 +9,9 @@ import contextlib
 import json
 import os
 import queue
+import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,8 @@ class RunConfig:
     drop_both: frozenset[int] = frozenset()  # ports removed from both firewalls
     drop_worker: frozenset[int] = frozenset()  # ports removed from the worker's firewall only
     log_dir: Path | None = None
+    # Bound on one `ray start` (healthy: ~5-10 s, ~20 s on a loaded 2-core machine).
+    start_timeout: float = 90.0
     # Extra head env (e.g. to prove AUTOSCALER_METRIC_PORT is honoured).
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -59,6 +63,8 @@ class RunResult:
     outside: dict[str, list[int]] = field(default_factory=dict)
     blocked: dict[str, list[int]] = field(default_factory=dict)
     worker_ports_used: dict[str, list[int]] = field(default_factory=dict)
+    # Most worker-range ports held at once, per node (sampled every 0.3 s).
+    worker_ports_peak: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -83,6 +89,8 @@ class RunResult:
             lines.append(f"  {'ok  ' if s.ok else 'FAIL'} {s.name:30s} {s.seconds:7.1f}s {detail}")
         for role, ports in self.listening.items():
             lines.append(f"  listening on {role}: {sorted(ports)}")
+        if self.worker_ports_peak:
+            lines.append(f"  worker-range ports held at once (peak): {self.worker_ports_peak}")
         for role, ports in self.outside.items():
             if ports:
                 lines.append(f"  OUTSIDE the Services on {role}: {ports}")
@@ -111,6 +119,7 @@ class Run:
         self.result = RunResult(cfg.label, venv_ray_version(cfg.venv))
         self.ray_bin = str(cfg.venv / "bin" / "ray")
         self.python = str(cfg.venv / "bin" / "python")
+        self._ca: tuple[str, str] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def record(
@@ -180,10 +189,12 @@ class Run:
                     "admitted_on_head": len(self.allowed("head")),
                     "admitted_on_worker": len(self.allowed("worker")),
                 }
-            sampler = Sampler(pair.nodes)
+            sampler = Sampler(pair.nodes, range_ports=frozenset(self.c.worker_ports()))
             sampler.start()
             self.check_node_ip(pair.head, self.c.head)
             self.check_node_ip(pair.worker, self.c.worker)
+            for node, spec in ((pair.head, self.c.head), (pair.worker, self.c.worker)):
+                self.prepare_pod(node, spec)
             self.start_node(pair.head, self.c.head, "head_start")
             self.start_node(pair.worker, self.c.worker, "worker_start")
             self.workload(pair)
@@ -225,15 +236,114 @@ class Run:
             }
             out["ok"] = value == want and addrs == [node.ip]
 
+    def prepare_pod(self, node: Node, spec: NodeSpec) -> None:
+        """Volumes and init containers, as the kubelet would run them before the Ray container:
+        every volume is a fresh tmpfs private to the node (creating missing mount points under
+        /etc on a private overlay, so the host's /etc is never touched), secret volumes hold the
+        test CA (ca.crt/ca.key, also as tls.crt/tls.key), then each init container's command
+        runs with its own env and the pod IP."""
+        if not spec.mounts and not spec.init_containers:
+            return
+        with self.timed(f"pod_init_{node.role}") as out:
+            paths = sorted(spec.mounts)
+            script = ["set -e", "need_etc=0"]
+            for p in paths:
+                q = shlex.quote(p)
+                script.append(
+                    f"[ -d {q} ] || case {q} in /etc/*) need_etc=1;; "
+                    f"*) echo 'no mount point {p}' >&2; exit 1;; esac"
+                )
+            script += [
+                'if [ "$need_etc" = 1 ]; then',
+                "  mkdir -p /tmp/.etc/up /tmp/.etc/work",
+                "  mount -t overlay overlay -o lowerdir=/etc,upperdir=/tmp/.etc/up,"
+                "workdir=/tmp/.etc/work /etc",
+                f"  mount --bind /etc/netns/{node.ns}/hosts /etc/hosts",
+                f"  mount --bind /etc/netns/{node.ns}/resolv.conf /etc/resolv.conf",
+                "fi",
+            ]
+            script += [
+                f"mkdir -p {shlex.quote(p)} && mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(p)}"
+                for p in paths
+            ]
+            proc = node.run(
+                ["bash", "-c", "\n".join(script)],
+                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                timeout=30,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"volumes: {proc.stderr.strip()}")
+            ca = self.test_ca()
+            for p, kind in spec.mounts.items():
+                if kind != "secret":
+                    continue
+                for name, text in (
+                    ("ca.crt", ca[0]),
+                    ("ca.key", ca[1]),
+                    ("tls.crt", ca[0]),
+                    ("tls.key", ca[1]),
+                ):
+                    node.run(
+                        ["bash", "-c", 'cat > "$1"', "_", f"{p}/{name}"],
+                        {},
+                        timeout=10,
+                        input_text=text,
+                    )
+            ran = []
+            for ic in spec.init_containers:
+                env = {
+                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME": "/tmp",
+                    **ic.env,
+                    **{k: node.ip for k in ic.pod_ip_env},
+                }
+                proc = node.run(list(ic.argv), env, timeout=60)
+                if proc.returncode != 0:
+                    raise RuntimeError(
+                        f"init container {ic.name}: rc={proc.returncode} "
+                        f"{proc.stderr.strip()[-800:]}"
+                    )
+                ran.append(ic.name)
+            out["detail"] = {"volumes": spec.mounts, "init_containers": ran}
+
+    def test_ca(self) -> tuple[str, str]:
+        """A throwaway CA (certificate, key) standing in for the chart's CA Secret."""
+        if self._ca is None:
+            with tempfile.TemporaryDirectory() as d:
+                subprocess.run(
+                    [
+                        "openssl",
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-days",
+                        "1",
+                        "-subj",
+                        "/CN=meshray-e2e-ca",
+                        "-keyout",
+                        f"{d}/ca.key",
+                        "-out",
+                        f"{d}/ca.crt",
+                        "-addext",
+                        "basicConstraints=critical,CA:TRUE",
+                        "-addext",
+                        "keyUsage=critical,keyCertSign,cRLSign",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                self._ca = (Path(d, "ca.crt").read_text(), Path(d, "ca.key").read_text())
+        return self._ca
+
     def start_node(self, node: Node, spec: NodeSpec, step: str) -> None:
         cmd = kuberay.container_command(self.c, spec, self.ray_bin)
         with self.timed(step) as out:
-            # `ray start` returns within ~10 s on a healthy node (~20 s under load); a node that
-            # cannot reach or resolve itself hangs until this bound.
+            # A node that cannot reach or resolve itself hangs until this bound.
             proc = node.run(
-                ["bash", "-c", cmd],
-                self.node_env(node, spec),
-                timeout=max(60.0, self.cfg.step_timeout),
+                ["bash", "-c", cmd], self.node_env(node, spec), timeout=self.cfg.start_timeout
             )
             out["ok"] = proc.returncode == 0
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-12:]
@@ -397,6 +507,7 @@ class Run:
             self.result.blocked[node.role] = node.blocked_ports()
             wp = set(self.c.worker_ports())
             self.result.worker_ports_used[node.role] = sorted(p for p in seen if p in wp)
+            self.result.worker_ports_peak[node.role] = sampler.peak.get(node.role, 0)
         outside = {r: p for r, p in self.result.outside.items() if p}
         detail: dict[str, Any] = {
             r: {p: self.result.listening[r][p] for p in ports} for r, ports in outside.items()
