@@ -157,8 +157,9 @@ LINT_VALUES = $(sort $(wildcard $(CHART)/ci/*-values.yaml) $(wildcard values-exa
 lint: lint-setup lint-py lint-helm lint-ct lint-ecosystem lint-helm3-suite ## helm lint (Helm 3+4), ct, kubeconform, istioctl analyze, Helm 3 test run
 
 lint-py: venv
-	$(VENV)/bin/ruff check tools/ecosystem $(wildcard tests/test_ecosystem*.py tests/test_gitops*.py)
+	$(VENV)/bin/ruff check tools tests
 	$(VENV)/bin/ruff format --check tools/ecosystem $(wildcard tests/test_ecosystem*.py tests/test_gitops*.py)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/ecosystem
 
 lint-helm: lint-setup
