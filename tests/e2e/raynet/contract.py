@@ -124,7 +124,7 @@ class ClusterContract:
             else:
                 params[key] = value
         new_node = replace(node, start_params=params)
-        return replace(self, **{role: new_node})
+        return replace(self, head=new_node) if role == "head" else replace(self, worker=new_node)
 
 
 def worker_ports_of(params: dict[str, str]) -> list[int]:

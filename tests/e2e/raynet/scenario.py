@@ -87,8 +87,8 @@ class RunResult:
             if len(detail) > 300:
                 detail = detail[:300] + "..."
             lines.append(f"  {'ok  ' if s.ok else 'FAIL'} {s.name:30s} {s.seconds:7.1f}s {detail}")
-        for role, ports in self.listening.items():
-            lines.append(f"  listening on {role}: {sorted(ports)}")
+        for role, table in self.listening.items():
+            lines.append(f"  listening on {role}: {sorted(table)}")
         if self.worker_ports_peak:
             lines.append(f"  worker-range ports held at once (peak): {self.worker_ports_peak}")
         for role, ports in self.outside.items():
