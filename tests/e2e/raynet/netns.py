@@ -12,6 +12,7 @@ harness started and nothing else on the machine. Namespace names carry this proc
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import json
 import os
@@ -61,6 +62,13 @@ def _run(
 def require_tools() -> list[str]:
     """Missing host tools (the suite skips with this list; `make e2e-deps` installs them)."""
     return [t for t in ("ip", "nft", "unshare", "nsenter", "ss", "bash") if not shutil.which(t)]
+
+
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) in the child: if the harness itself is killed, the
+    node's `unshare` dies too, and `--kill-child` then ends the node's PID namespace."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def pid_alive(pid: int) -> bool:
@@ -347,6 +355,7 @@ class NodePair:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert node.init.stdout is not None
         line = node.init.stdout.readline().strip()
