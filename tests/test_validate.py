@@ -228,3 +228,17 @@ def test_validate_without_a_schema_file(tmp_path: Path) -> None:
     shutil.copytree(CHART, broken)
     (broken / "values.schema.yamale").write_text("a: nosuch()\n")
     assert main(["validate", "--chart", str(broken)]) == 2
+
+
+@pytest.mark.parametrize(("ports", "warns"), [(13, True), (14, False)])
+def test_worker_range_warning_follows_the_measured_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], ports: int, warns: bool) -> None:
+    """make sizing measured num-cpus + live actors; planning 8 actors, 4 I/O workers and a
+    driver, a 1-CPU pod needs 1 + 8 + 4 + 1 = 14 worker ports."""
+    f = tmp_path / "range.yaml"
+    f.write_text(f"ports:\n  minWorkerPort: 10002\n  maxWorkerPort: {10002 + ports - 1}\n"
+                 "head:\n  rayStartParams:\n    num-cpus: '1'\n"
+                 "workerDefaults:\n  rayStartParams:\n    num-cpus: '1'\n")
+    assert main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert ("likely too few" in out) == warns, out

@@ -30,6 +30,10 @@ WARNING = "warning"
 _MISSING: Any = object()
 Path_ = tuple[str | int, ...]
 IO_WORKERS = 4  # Ray keeps up to 4 spill/restore I/O workers per node, each holding a port
+# Measured (make sizing, README "Worker-port sizing"): 2000 tasks + K live actors + a job need
+# num-cpus + K worker ports per pod on Ray 2.60 (9/10/12 for 1/2/4 CPUs at K=8; 17 at K=16).
+# The warning plans for this many live actors per pod when nothing else is known.
+PLANNED_ACTORS = 8
 
 
 @dataclass(frozen=True)
@@ -262,9 +266,9 @@ def _cpus(value: Any) -> float | None:
 
 
 def worker_demand(cpus: float) -> int:
-    """Worker ports one node is likely to need: a task worker per CPU, as many actors again,
-    Ray's I/O workers, and one driver (REFERENCE §1: every worker, actor and driver holds one)."""
-    return 2 * math.ceil(cpus) + IO_WORKERS + 1
+    """Worker ports one pod is likely to need, from the measured rule num-cpus + live actors:
+    a task worker per CPU, PLANNED_ACTORS actors, Ray's I/O workers and one driver."""
+    return math.ceil(cpus) + PLANNED_ACTORS + IO_WORKERS + 1
 
 
 def warnings(file: str, values: Mapping[str, Any], rendered: str, opts: Options) -> list[Problem]:
@@ -329,6 +333,7 @@ def _worker_range_warnings(file: str, values: Mapping[str, Any],
                 out.append(Problem(
                     file, key, f"{have} worker ports per pod is likely too few for group "
                     f"{g.name} ({cpus:g} CPUs): each task worker, actor, driver and up to "
-                    f"{IO_WORKERS} I/O workers hold one, so plan for at least {need}; when they "
-                    "run out tasks and actors hang", ports.get(key.split(".")[1]), WARNING))
+                    f"{IO_WORKERS} I/O workers hold one (measured: num-cpus + live actors), so "
+                    f"plan for at least {need} ({PLANNED_ACTORS} actors); when they run out "
+                    "tasks and actors hang", ports.get(key.split(".")[1]), WARNING))
     return out
