@@ -33,11 +33,25 @@ PREFIX_LEN = 24
 NFT_TABLE = "meshray_e2e"
 _SEQ = itertools.count(1)
 _NS_RE = re.compile(r"^mr-(\d+)-(\d+)-(head|worker)$")
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
+
+def _kept_path() -> str:
+    """The checkout, when it lies under a directory each node replaces with its own tmpfs."""
+    if any(REPO_ROOT.is_relative_to(d) for d in (Path("/tmp"), Path("/dev/shm"))):
+        return str(REPO_ROOT)
+    return ""
+
+
+# A checkout under /tmp (CI clones anywhere) would vanish under the node's private /tmp, and
+# with it the venvs, the workload and the DNS stand-in: MR_KEEP names such a path, which is
+# parked on /mnt (only inside this mount namespace) and moved back onto the fresh tmpfs.
 NODE_INIT = r"""
 set -e
+if [ -n "${MR_KEEP:-}" ]; then mount --bind "$MR_KEEP" /mnt; fi
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+if [ -n "${MR_KEEP:-}" ]; then mkdir -p "$MR_KEEP" && mount --move /mnt "$MR_KEEP"; fi
 echo READY
 trap 'exit 0' TERM
 while :; do sleep 3600 & wait $! || true; done
@@ -356,6 +370,7 @@ class NodePair:
             text=True,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            env={**os.environ, "MR_KEEP": _kept_path()},
         )
         assert node.init.stdout is not None
         line = node.init.stdout.readline().strip()
