@@ -50,15 +50,17 @@ and the value, and says what to do. Included once, from service.yaml.
 {{- $_ := set $owner $k .key -}}
 {{- end -}}
 
+{{- /* Where per-group values come from, with the key path each message names. */ -}}
+{{- $sources := list (dict "key" "head" "v" $v.head) (dict "key" "workerDefaults" "v" $v.workerDefaults) -}}
+{{- range $name, $g := $v.workerGroups -}}
+{{- $sources = append $sources (dict "key" (printf "workerGroups.%s" $name) "v" ($g | default dict)) -}}
+{{- end -}}
+
 {{- /* Extra rayStartParams may not touch what the port map owns. */ -}}
 {{- $owned := list "port" "dashboard-port" "ray-client-server-port" "node-manager-port" "object-manager-port" "runtime-env-agent-port" "dashboard-agent-grpc-port" "dashboard-agent-listen-port" "metrics-export-port" "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
-{{- $groups := list (dict "key" "head.rayStartParams" "params" $v.head.rayStartParams) (dict "key" "workerDefaults.rayStartParams" "params" $v.workerDefaults.rayStartParams) -}}
-{{- range $name, $g := $v.workerGroups -}}
-{{- $groups = append $groups (dict "key" (printf "workerGroups.%s.rayStartParams" $name) "params" (($g | default dict).rayStartParams | default dict)) -}}
-{{- end -}}
-{{- range $groups -}}
-{{- $key := .key -}}
-{{- range $flag, $val := .params -}}
+{{- range $sources -}}
+{{- $key := printf "%s.rayStartParams" .key -}}
+{{- range $flag, $val := (.v.rayStartParams | default dict) -}}
 {{- if eq $flag "gcs-server-port" -}}
 {{- fail (printf "%s.gcs-server-port: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key (toString $val) $v.ray.version) -}}
 {{- else if eq $flag "dashboard-grpc-port" -}}
@@ -74,13 +76,9 @@ and the value, and says what to do. Included once, from service.yaml.
 {{- end -}}
 
 {{- /* KubeRay owns these pod labels. */ -}}
-{{- $labelSources := list (dict "key" "head.labels" "labels" $v.head.labels) (dict "key" "workerDefaults.labels" "labels" $v.workerDefaults.labels) -}}
-{{- range $name, $g := $v.workerGroups -}}
-{{- $labelSources = append $labelSources (dict "key" (printf "workerGroups.%s.labels" $name) "labels" (($g | default dict).labels | default dict)) -}}
-{{- end -}}
-{{- range $labelSources -}}
-{{- $key := .key -}}
-{{- $labels := .labels | default dict -}}
+{{- range $sources -}}
+{{- $key := printf "%s.labels" .key -}}
+{{- $labels := .v.labels | default dict -}}
 {{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" -}}
 {{- if hasKey $labels $l -}}
 {{- fail (printf "%s.%s: KubeRay sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
@@ -161,13 +159,9 @@ and the value, and says what to do. Included once, from service.yaml.
 {{- end -}}
 
 {{- /* Serve modes that bind ports the mesh cannot know (ray#64544). */ -}}
-{{- $envSources := list (dict "key" "head.env" "env" $v.head.env) (dict "key" "workerDefaults.env" "env" $v.workerDefaults.env) -}}
-{{- range $name, $g := $v.workerGroups -}}
-{{- $envSources = append $envSources (dict "key" (printf "workerGroups.%s.env" $name) "env" (($g | default dict).env | default list)) -}}
-{{- end -}}
-{{- range $envSources -}}
-{{- $key := .key -}}
-{{- range (.env | default list) -}}
+{{- range $sources -}}
+{{- $key := printf "%s.env" .key -}}
+{{- range (.v.env | default list) -}}
 {{- if and (has .name (list "RAY_SERVE_THROUGHPUT_OPTIMIZED" "RAY_SERVE_ENABLE_DIRECT_INGRESS" "RAY_SERVE_ENABLE_HA_PROXY")) (has (toString .value | lower) (list "1" "true")) -}}
 {{- fail (printf "%s: %s=%q makes Ray Serve bind replica ports at random or from a range, which no Service can declare, so the mesh cannot carry that traffic (ray#64544); remove it" $key .name (toString .value)) -}}
 {{- end -}}
