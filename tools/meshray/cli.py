@@ -17,17 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
+from .errors import OK, PROBLEMS, UNUSABLE, MeshrayError, UsageError
 
 if TYPE_CHECKING:
     from .schema import ChartSchema
 
-OK, PROBLEMS, UNUSABLE = 0, 1, 2
 # the chart of this checkout; kept here so `--help` and `audit` never import helm bindings
 DEFAULT_CHART = Path(__file__).resolve().parents[2] / "charts" / "meshray"
-
-
-class UsageError(Exception):
-    """The command cannot run; the message says why."""
 
 
 def _chart(args: argparse.Namespace) -> Path:
@@ -79,16 +75,12 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     from . import manifests, ports
-    from .render import RenderError, RenderRequest, render_text
+    from .render import RenderRequest, render_text
 
     request = RenderRequest(values_files=args.values, set_values=args.set,
                             set_string_values=args.set_string, release=args.release,
                             namespace=args.namespace, chart=_chart(args))
-    try:
-        text = render_text(request)
-    except RenderError as exc:
-        print(f"meshray render: {exc.message}", file=sys.stderr)
-        return PROBLEMS
+    text = render_text(request)  # a RenderError exits 1 with helm's message (see main)
     if not args.ports:
         out.write(text)
     if args.ports or args.ports_after:
@@ -326,24 +318,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return OK
+    except MeshrayError as exc:
+        print(f"meshray {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"meshray {args.command}: {exc}", file=sys.stderr)
+        return UNUSABLE
     except Exception as exc:
-        known = _known_errors()
-        if isinstance(exc, known):
-            print(f"meshray {args.command}: {exc}", file=sys.stderr)
-            return UNUSABLE
         if os.environ.get("MESHRAY_DEBUG"):
             traceback.print_exc()
         print(f"meshray {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(set MESHRAY_DEBUG=1 for the traceback)", file=sys.stderr)
         return UNUSABLE
-
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    """Errors with a message fit for users; modules not yet imported cannot have raised."""
-    names = {"meshray.docs": "DocsError", "meshray.manifests": "ManifestError",
-             "meshray.render": "RenderError", "meshray.schema": "SchemaError"}
-    found = [getattr(sys.modules[mod], cls) for mod, cls in names.items() if mod in sys.modules]
-    return (UsageError, OSError, *found)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from .errors import MeshrayError
+
 try:  # the C loader is ~10x faster on large renders; fall back when libyaml is absent
     _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
@@ -23,7 +25,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 STDIN = "-"
 
 
-class ManifestError(Exception):
+class ManifestError(MeshrayError):
     """A manifest source could not be read or parsed."""
 
 

@@ -19,17 +19,27 @@ import yaml
 from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
 
+from .errors import PROBLEMS, UNUSABLE, MeshrayError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHART = REPO_ROOT / "charts" / "meshray"
 
 
-class RenderError(Exception):
+class RenderError(MeshrayError):
     """helm refused to render: a chart ``fail``, a schema violation or a template error."""
+
+    exit_code = PROBLEMS  # the values are the problem, as with a validation error
 
     def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.stderr = stderr
+
+
+class HelmNotFound(RenderError):
+    """No helm binary to run: the command cannot run at all."""
+
+    exit_code = UNUSABLE
 
 
 def helm_executable() -> str:
@@ -43,7 +53,7 @@ def helm_executable() -> str:
     found = shutil.which("helm")
     if found:
         return found
-    raise RenderError("no helm binary found: run `make setup` or set MESHRAY_HELM")
+    raise HelmNotFound("no helm binary found: run `make setup` or set MESHRAY_HELM")
 
 
 @dataclass

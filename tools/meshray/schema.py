@@ -18,6 +18,8 @@ from typing import Any
 import yamale
 from yamale import validators as yv
 
+from .errors import MeshrayError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "meshray"
 YAMALE_FILE = "values.schema.yamale"
@@ -26,7 +28,7 @@ VALUES_FILE = "values.yaml"
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
 
 
-class SchemaError(Exception):
+class SchemaError(MeshrayError):
     """The yamale schema cannot be read or uses something the converter does not support."""
 
 

@@ -22,7 +22,7 @@ from yamale import validators as yv
 from . import audit as audit_mod
 from . import manifests
 from .raymodel import cluster_from
-from .render import RenderError, RenderRequest, render_text
+from .render import HelmNotFound, RenderError, RenderRequest, render_text
 from .schema import ChartSchema, describe, is_required, is_static_map
 
 ERROR = "error"
@@ -230,6 +230,8 @@ def validate_file(file: str, opts: Options) -> list[Problem]:
     try:
         rendered = render_text(RenderRequest(values_files=[file], release=opts.release,
                                              namespace=opts.namespace, chart=opts.chart))
+    except HelmNotFound:
+        raise  # nothing to blame on the values file: the command cannot run
     except RenderError as exc:
         return [_render_problem(file, line) for line in _render_lines(exc.message)]
     return warnings(file, merged, rendered, opts)
