@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .audit import Service, declared_protocol
 from .manifests import Manifest
-from .raymodel import GRPC, Component, Group, as_int, cluster_from, compress
-
-WORKER = Component("worker-port", GRPC, None)
+from .raymodel import WORKER, Group, as_int, cluster_from, compress, is_raycluster
+from .services import declared_protocol, selecting, services_in
 
 
 @dataclass(frozen=True)
@@ -23,15 +21,13 @@ class Row:
 
 
 def table(objs: Sequence[Manifest], namespace: str = "default") -> list[Row]:
-    services = [Service(m, m.namespace(namespace)) for m in objs
-                if m.kind == "Service" and m.api_group == ""]
+    services = services_in(objs, namespace)
     rows: list[Row] = []
     for m in objs:
-        if m.kind != "RayCluster" or m.api_group != "ray.io":
+        if not is_raycluster(m):
             continue
         c = cluster_from(m.obj, m.namespace(namespace))
-        headless = [s for s in services if s.namespace == c.namespace and s.headless
-                    and any(s.selects(g.pod_labels(c.name)) for g in c.groups)]
+        headless = [s for s in selecting(services, c) if s.headless]
         declared: dict[int, str] = {}
         for s in headless:
             for _, p in s.ports():

@@ -1,7 +1,7 @@
 """What a RayCluster's pods listen on, modelled from Ray and KubeRay semantics (REFERENCE §1-2).
 
 Pure data extraction from a parsed RayCluster object: no chart knowledge. Used by ``audit``
-(which must judge manifests from any source) and by ``render --ports``.
+(which must judge manifests from any source), by ``render --ports`` and by ``validate``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .manifests import Manifest
 
 GRPC = "grpc"
 HTTP = "http"
@@ -53,6 +56,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component("serve-grpc", GRPC, 9000, optional=True, env="RAY_SERVE_DEFAULT_GRPC_PORT"),
 )
 BY_NAME = {c.name: c for c in COMPONENTS}
+# every port of the worker range (one Service port each, gRPC like any Ray worker)
+WORKER = Component("worker-port", GRPC, None)
 # per-node ports other nodes reach: random unless pinned, and Istio must know them
 MUST_PIN = ("node-manager-port", "object-manager-port", "runtime-env-agent-port",
             "dashboard-agent-grpc-port")
@@ -293,6 +298,10 @@ def _fill_worker_ports(group: Group) -> None:
         return
     group.worker_ports = list(range(lo, hi + 1))
     group.worker_ports_pinned = hi_raw is not None
+
+
+def is_raycluster(m: Manifest) -> bool:
+    return m.kind == "RayCluster" and m.api_group == "ray.io"
 
 
 def cluster_from(obj: dict[str, Any], namespace: str) -> Cluster:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
 
+from . import manifests
 from .errors import PROBLEMS, UNUSABLE, MeshrayError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +111,14 @@ def render_text(request: RenderRequest | None = None) -> str:
     return asyncio.run(_run(request or RenderRequest()))
 
 
-def parse_manifests(text: str) -> list[dict[str, Any]]:
-    """All non-empty YAML documents of a manifest stream."""
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d]
+RENDER_SOURCE = "render"  # how rendered objects name their source (``render#3``)
+
+
+def render_manifests(request: RenderRequest | None = None) -> list[manifests.Manifest]:
+    """The rendered objects, parsed once by the same reader ``audit`` uses for any input."""
+    return manifests.parse_stream(render_text(request), RENDER_SOURCE)
 
 
 def render(request: RenderRequest | None = None) -> list[dict[str, Any]]:
-    """The rendered manifests, parsed."""
-    return parse_manifests(render_text(request))
+    """The rendered objects as plain dicts."""
+    return [m.obj for m in render_manifests(request)]

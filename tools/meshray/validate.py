@@ -22,7 +22,7 @@ from yamale import validators as yv
 from . import audit as audit_mod
 from . import manifests
 from .raymodel import cluster_from
-from .render import HelmNotFound, RenderError, RenderRequest, render_text
+from .render import RENDER_SOURCE, HelmNotFound, RenderError, RenderRequest, render_text
 from .schema import ChartSchema, describe, is_required, is_static_map
 
 ERROR = "error"
@@ -299,7 +299,7 @@ def warnings(file: str, values: Mapping[str, Any], rendered: str, opts: Options)
         out.append(Problem(file, "ingress.client.enabled", "the Ray Client port is exposed; it "
                            "runs arbitrary code for whoever connects", True, WARNING))
     try:
-        objs = manifests.parse_stream(rendered, "render")
+        objs = manifests.parse_stream(rendered, RENDER_SOURCE)
     except manifests.ManifestError as exc:
         return [*out, Problem(file, "(chart)", f"rendered output is not YAML: {exc}")]
     out += _worker_range_warnings(file, values, objs)
