@@ -75,7 +75,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     from . import manifests, ports
-    from .render import RenderRequest, render_text
+    from .render import RENDER_SOURCE, RenderRequest, render_text
 
     request = RenderRequest(values_files=args.values, set_values=args.set,
                             set_string_values=args.set_string, release=args.release,
@@ -84,7 +84,7 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     if not args.ports:
         out.write(text)
     if args.ports or args.ports_after:
-        rows = ports.table(manifests.parse_stream(text, "render"), args.namespace)
+        rows = ports.table(manifests.parse_stream(text, RENDER_SOURCE), args.namespace)
         if args.ports_after:
             out.write("\n# Port table\n")
             out.write("".join(f"# {line}\n" for line in ports.format_table(rows).splitlines()))
@@ -107,18 +107,15 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("stdin (-) can be read only once")
     objs = manifests.load(args.files)
     findings = audit.audit(objs, namespace=args.namespace, root_namespace=args.root_namespace)
-    shown = [f for f in findings
-             if audit.SEVERITIES.index(f.severity) <= audit.SEVERITIES.index(args.min_severity)]
+    shown = audit.at_least(findings, args.min_severity)
     if args.format == "json":
         out.write(audit.to_json(shown) + "\n")
     else:
         for f in shown:
             print(f.line(), file=out)
-        counts = {s: sum(f.severity == s for f in findings) for s in audit.SEVERITIES}
-        clusters = sum(m.kind == "RayCluster" for m in objs)
         out.flush()
-        print(f"{len(objs)} object(s), {clusters} RayCluster(s): {counts['error']} error(s), "
-              f"{counts['warning']} warning(s), {counts['info']} info", file=sys.stderr)
+        clusters = sum(m.kind == "RayCluster" for m in objs)
+        print(audit.summary(findings, len(objs), clusters), file=sys.stderr)
     return PROBLEMS if any(f.severity == audit.ERROR for f in findings) else OK
 
 

@@ -1,0 +1,48 @@
+"""meshray/audit/peerauth.py: PeerAuthentication policies around the Ray pods."""
+
+from __future__ import annotations
+
+import pytest
+from meshray.audit import peerauth as family
+from test_audit_support import Case, Mutation, assert_clean, assert_triggers, case_ids, pa
+
+CASES: list[Case] = [
+    ("peerauth-no-match", "error",
+     lambda d: pa(d)["spec"]["selector"]["matchLabels"].update({"ray.io/cluster": "dmeo"})),
+    ("peerauth-port-unused", "error",
+     lambda d: pa(d)["spec"]["portLevelMtls"].update({"7777": {"mode": "STRICT"}})),
+    ("peerauth-port-no-selector", "error", lambda d: pa(d)["spec"].pop("selector")),
+    ("peerauth-root-selector", "warning",
+     lambda d: pa(d)["metadata"].update(namespace="istio-system")),
+    ("peerauth-permissive", "warning", lambda d: pa(d)["spec"]["mtls"].update(mode="PERMISSIVE")),
+    ("peerauth-permissive", "warning",
+     lambda d: pa(d)["spec"]["portLevelMtls"].update({"8080": {"mode": "DISABLE"}})),
+    ("peerauth-none", "info", lambda d: d.remove(pa(d))),
+]
+
+
+def test_cases_cover_the_family() -> None:
+    assert {c for c, _, _ in CASES} == {c.id for c in family.CHECKS}
+
+
+@pytest.mark.parametrize(("check", "severity", "mutate"), CASES, ids=case_ids(CASES))
+def test_check_triggers(check: str, severity: str, mutate: Mutation) -> None:
+    assert_triggers(check, severity, mutate)
+
+
+CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
+    # a namespace-wide STRICT policy also covers the cluster
+    ("namespace-wide policy", lambda d: (pa(d)["spec"].pop("selector"),
+                                         pa(d)["spec"].pop("portLevelMtls"))),
+    # a PeerAuthentication for another workload is none of our business
+    ("unrelated policy", lambda d: d.append({
+        "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+        "metadata": {"name": "spark", "namespace": "ray"},
+        "spec": {"selector": {"matchLabels": {"spark-role": "driver"}},
+                 "mtls": {"mode": "PERMISSIVE"}}})),
+]
+
+
+@pytest.mark.parametrize(("name", "mutate"), CLEAN_VARIANTS, ids=[n for n, _ in CLEAN_VARIANTS])
+def test_clean_variants(name: str, mutate: Mutation) -> None:
+    assert_clean(mutate)

@@ -1,0 +1,55 @@
+"""meshray/audit/registry.py: every check is declared once, tested, and listed in a fixed order.
+
+The order and severities below are the published contract (`meshray audit --list-checks`,
+the checks table in docs/cli.md): written out here, not read from the code.
+"""
+
+from __future__ import annotations
+
+from meshray.audit import CHECKS, registry
+from test_audit_cluster import CASES as CLUSTER
+from test_audit_ingress import CASES as INGRESS
+from test_audit_inputs import CASES as INPUTS
+from test_audit_nodeip import CASES as NODEIP
+from test_audit_peerauth import CASES as PEERAUTH
+from test_audit_support import base, run
+from test_audit_versions import CASES as VERSIONS
+
+PUBLISHED = [
+    ("no-headless-service", "error"), ("group-not-selected", "error"),
+    ("port-missing", "error"), ("worker-port-missing", "error"), ("port-unused", "warning"),
+    ("app-protocol-wrong", "error"), ("app-protocol-missing", "error"),
+    ("target-port-mismatch", "error"), ("port-conflict", "error"),
+    ("port-not-pinned", "error"), ("worker-range-not-pinned", "error"),
+    ("worker-range-large", "warning"), ("invalid-port", "error"),
+    ("param-not-string", "error"), ("headless-label-missing", "warning"),
+    ("publish-not-ready-missing", "error"), ("export-to-missing", "info"),
+    ("node-ip-missing", "error"), ("node-ip-not-fqdn", "error"),
+    ("node-ip-hostname-i", "error"), ("node-ip-env-missing", "error"),
+    ("flag-removed", "error"), ("flag-unused", "warning"), ("ray-version-unknown", "info"),
+    ("peerauth-no-match", "error"), ("peerauth-port-unused", "error"),
+    ("peerauth-port-no-selector", "error"), ("peerauth-root-selector", "warning"),
+    ("peerauth-permissive", "warning"), ("peerauth-none", "info"),
+    ("ingress-service-missing", "error"), ("ingress-port-missing", "error"),
+    ("ingress-protocol-mismatch", "error"), ("ingress-exposes-ray", "warning"),
+    ("duplicate-object", "info"),
+]
+
+
+def test_published_order_and_severities() -> None:
+    assert [(check, sev) for check, (sev, _) in CHECKS.items()] == PUBLISHED
+
+
+def test_every_check_catches_something_and_is_declared_once() -> None:
+    ids = [c.id for c in registry.ALL]
+    assert len(ids) == len(set(ids)) == len(CHECKS)
+    assert all(catches and "\n" not in catches for _, catches in CHECKS.values())
+
+
+def test_base_is_clean() -> None:
+    assert run(base()) == []
+
+
+def test_every_check_has_a_triggering_case() -> None:
+    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + INGRESS + INPUTS
+    assert {c for c, _, _ in cases} == set(CHECKS)

@@ -1,0 +1,31 @@
+"""Audit any Kubernetes manifests for drift between RayClusters and the Istio objects around them.
+
+Independent of the chart: it reads plain YAML objects (``meshray.manifests``) and models Ray,
+KubeRay and Services itself (``meshray.raymodel``, ``meshray.services``), so it judges
+hand-written manifests, other charts and this chart's renders alike.
+
+Layout: one module per family of checks, each declaring its checks (id, severity, what it
+catches) next to the code that reports them: ``cluster`` (a RayCluster's ports and its
+headless Service), ``nodeip``, ``versions``, ``peerauth``, ``ingress``, ``inputs``
+(duplicates). ``registry`` assembles them and fixes the run order, ``engine`` runs them,
+``findings`` holds what a finding is and the text and JSON formats. Callers use only the
+names below.
+"""
+
+from .engine import audit
+from .findings import (
+    ERROR,
+    INFO,
+    SEVERITIES,
+    WARNING,
+    Check,
+    Finding,
+    at_least,
+    counts,
+    summary,
+    to_json,
+)
+from .registry import CHECKS
+
+__all__ = ["CHECKS", "ERROR", "INFO", "SEVERITIES", "WARNING", "Check", "Finding", "at_least",
+           "audit", "counts", "summary", "to_json"]

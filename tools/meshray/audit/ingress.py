@@ -1,0 +1,175 @@
+"""Ingress routes to Ray: the backend exists, has the port, speaks its protocol, needs auth.
+
+Backends resolve to Services in the input or to KubeRay's ``<cluster>-head-svc`` (built by
+the operator from the head container's ports, so never in the input).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..manifests import Manifest
+from ..raymodel import GRPC, HTTP, TLS, Component, Group, as_int
+from .context import Context
+from .findings import ERROR, WARNING, Check
+
+INGRESS_SERVICE_MISSING = Check(
+    "ingress-service-missing", ERROR, "an Ingress backend names a Service that does not exist")
+INGRESS_PORT_MISSING = Check(
+    "ingress-port-missing", ERROR, "an Ingress backend port the Service does not have")
+INGRESS_PROTOCOL_MISMATCH = Check(
+    "ingress-protocol-mismatch", ERROR, "backend-protocol annotation does not fit the port")
+INGRESS_EXPOSES_RAY = Check(
+    "ingress-exposes-ray", WARNING, "Ray dashboard/Jobs API or client exposed without auth")
+
+CHECKS = (INGRESS_SERVICE_MISSING, INGRESS_PORT_MISSING, INGRESS_PROTOCOL_MISMATCH,
+          INGRESS_EXPOSES_RAY)
+
+_AUTH_ANNOTATIONS = (
+    "nginx.ingress.kubernetes.io/auth-url",
+    "nginx.ingress.kubernetes.io/auth-type",
+    "nginx.ingress.kubernetes.io/auth-signin",
+    "alb.ingress.kubernetes.io/auth-type",
+)
+_NGINX_PROTOCOL = "nginx.ingress.kubernetes.io/backend-protocol"
+_NGINX_PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
+_ALB_PROTOCOL = "alb.ingress.kubernetes.io/backend-protocol-version"
+_NGINX_FAMILY = {"GRPC": GRPC, "GRPCS": TLS, "HTTP": HTTP, "HTTPS": "https", "AUTO_HTTP": HTTP}
+_ALB_FAMILY = {"GRPC": GRPC, "HTTP1": HTTP, "HTTP2": "http2"}
+
+
+def is_ingress(m: Manifest) -> bool:
+    return m.kind == "Ingress" and m.api_group in {"networking.k8s.io", "extensions"}
+
+
+def _backends(ing: dict[str, Any]) -> list[tuple[str, str, int | None, str | None]]:
+    """(key, service, port number, port name) of every service backend of an Ingress."""
+    spec = ing.get("spec") if isinstance(ing.get("spec"), dict) else {}
+    assert isinstance(spec, dict)
+    out: list[tuple[str, str, int | None, str | None]] = []
+
+    def add(key: str, backend: Any) -> None:
+        if not isinstance(backend, dict):
+            return
+        svc = backend.get("service")
+        if isinstance(svc, dict):  # networking.k8s.io/v1
+            port = svc.get("port") if isinstance(svc.get("port"), dict) else {}
+            assert isinstance(port, dict)
+            number = as_int(port.get("number"))
+            pname = port.get("name")
+            out.append((f"{key}.service", str(svc.get("name") or ""), number,
+                        str(pname) if pname is not None else None))
+        elif "serviceName" in backend:  # extensions/v1beta1
+            sp = backend.get("servicePort")
+            number = as_int(sp)
+            out.append((key, str(backend["serviceName"]), number,
+                        None if number is not None else str(sp)))
+
+    for k in ("defaultBackend", "backend"):
+        add(f"spec.{k}", spec.get(k))
+    rules = spec.get("rules")
+    for r, rule in enumerate(rules if isinstance(rules, list) else []):
+        http = rule.get("http") if isinstance(rule, dict) else None
+        paths = http.get("paths") if isinstance(http, dict) else None
+        for p, path in enumerate(paths if isinstance(paths, list) else []):
+            if isinstance(path, dict):
+                add(f"spec.rules[{r}].http.paths[{p}].backend", path.get("backend"))
+    return out
+
+
+def _annotations(m: Manifest) -> dict[str, str]:
+    meta = m.obj.get("metadata")
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    return {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}
+
+
+def check(ctx: Context) -> None:
+    for ing in ctx.ingresses:
+        ns = ing.namespace(ctx.namespace)
+        ann = _annotations(ing)
+        for key, svc_name, number, pname in _backends(ing.obj):
+            target = _resolve_backend(ctx, ns, svc_name, number, pname)
+            port_text = str(number) if number is not None else f"name {pname}"
+            if target is None:
+                ctx.add(INGRESS_SERVICE_MISSING, ing, f"{key}.name", svc_name,
+                        f"no Service {svc_name} in namespace {ns} (input Services and KubeRay's "
+                        "<cluster>-head-svc)", "point the backend at an existing Service")
+                continue
+            ports, component, group = target
+            if component is None and ports is not None:
+                ctx.add(INGRESS_PORT_MISSING, ing, f"{key}.port", number or pname,
+                        f"Service/{svc_name} has no port {port_text} (it has: {ports})",
+                        "use one of the Service's ports")
+                continue
+            if component is None or group is None:
+                continue
+            want = group.expected_protocol(component)
+            _check_protocol(ctx, ing, ann, svc_name, port_text, component, want)
+            token_auth = any(c.token_auth for c, _ in ctx.clusters if group in c.groups)
+            if component.name in {"dashboard-port", "ray-client-server-port"} and not token_auth \
+                    and not any(a in ann for a in _AUTH_ANNOTATIONS):
+                ctx.add(INGRESS_EXPOSES_RAY, ing, f"{key}.port", number or pname,
+                        f"exposes Ray's {component.name} without authentication: anyone who "
+                        "reaches it can run code (CVE-2023-48022)",
+                        "put authentication in front (auth-url annotation or Ray token auth) "
+                        "or use kubectl port-forward")
+
+
+def _resolve_backend(ctx: Context, ns: str, name: str, number: int | None, pname: str | None,
+                     ) -> tuple[str | None, Component | None, Group | None] | None:
+    """None: no such Service. Else (its ports when the port is missing, component, group)."""
+    for svc in ctx.services:
+        if svc.namespace != ns or svc.name != name:
+            continue
+        target: int | None = None
+        for _, p in svc.ports():
+            if (number is not None and as_int(p.get("port")) == number) or (
+                    pname is not None and str(p.get("name")) == pname):
+                tp = p.get("targetPort")
+                target = as_int(tp) if tp is not None else as_int(p.get("port"))
+                break
+        else:
+            listed = ", ".join(f"{p.get('name')}:{p.get('port')}" for _, p in svc.ports())
+            return listed or "none", None, None
+        for c, _ in ctx.clusters:
+            for g in c.groups:
+                if c.namespace == ns and svc.selects(g.pod_labels(c.name)) and target:
+                    use = g.by_port().get(target)
+                    if use is not None:
+                        return None, use.component, g
+        return None, None, None
+    for c, _ in ctx.clusters:
+        if c.namespace != ns or c.head_service_name != name or c.head is None:
+            continue
+        head = c.head
+        for port_name, port in c.head_service_ports():
+            if port == number or (pname is not None and port_name == pname):
+                use = head.by_port().get(port)
+                return None, use.component if use else None, head
+        listed = ", ".join(f"{n}:{p}" for n, p in c.head_service_ports())
+        return listed, None, None
+    return None
+
+
+def _check_protocol(ctx: Context, ing: Manifest, ann: dict[str, str], svc: str, port: str,
+                    comp: Component, want: str) -> None:
+    checks: list[tuple[str, str | None, set[str]]] = []
+    passthrough = ann.get(_NGINX_PASSTHROUGH, "").lower() == "true"
+    if _NGINX_PROTOCOL in ann and not passthrough:
+        got = _NGINX_FAMILY.get(ann[_NGINX_PROTOCOL].upper())
+        ok = {GRPC: {GRPC}, TLS: {TLS}, HTTP: {HTTP}}.get(want, {want})
+        checks.append((_NGINX_PROTOCOL, got, ok))
+    if _ALB_PROTOCOL in ann:
+        got = _ALB_FAMILY.get(ann[_ALB_PROTOCOL].upper())
+        ok = {GRPC: {GRPC}, TLS: {GRPC}, HTTP: {HTTP}}.get(want, {want})
+        checks.append((_ALB_PROTOCOL, got, ok))
+    for name, got, ok in checks:
+        if got is None or got not in ok:
+            expected = {GRPC: "GRPC", TLS: "GRPCS", HTTP: "HTTP"}.get(want, want)
+            ctx.add(INGRESS_PROTOCOL_MISMATCH, ing, f"metadata.annotations.{name}", ann[name],
+                    f"backend Service/{svc} port {port} is {comp.name} ({want.upper()})",
+                    f"set {name}: {expected if name == _NGINX_PROTOCOL else _alb(want)}")
+
+
+def _alb(want: str) -> str:
+    return "GRPC" if want in {GRPC, TLS} else "HTTP1"

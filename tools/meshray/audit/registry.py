@@ -1,0 +1,40 @@
+"""Every check family in one place: which checks exist (in table order) and what runs when.
+
+To add a check, declare it in its family module (id, severity, what it catches, next to the
+code that reports it) and list it in that module's ``CHECKS``; a new family is added here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..manifests import Manifest
+from ..raymodel import Cluster
+from . import cluster, ingress, inputs, nodeip, peerauth, versions
+from .context import Context
+from .findings import Check
+
+# table order of `meshray audit --list-checks` and the generated docs
+FAMILIES = (cluster, nodeip, versions, peerauth, ingress, inputs)
+ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
+# check id -> (default severity, what it catches)
+CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
+assert len(CHECKS) == len(ALL), "two checks share an id"
+
+ClusterCheck = Callable[[Context, Cluster, Manifest], None]
+InputCheck = Callable[[Context], None]
+
+# run order, which is also the order of findings of equal severity
+PER_CLUSTER: tuple[ClusterCheck, ...] = (
+    cluster.check_params,
+    versions.check,
+    cluster.check_pinning,
+    cluster.check_conflicts,
+    cluster.check_service,
+    nodeip.check,
+    peerauth.check_cluster,
+)
+ACROSS_INPUT: tuple[InputCheck, ...] = (
+    peerauth.check,
+    ingress.check,
+)
