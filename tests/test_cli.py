@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 from chart_support import CHART, EXAMPLES, REPO
 from meshray.cli import build_parser, main
+from meshray.render import helm_executable
 
 VERBS = ["validate", "render", "audit", "schema", "docs"]
 MESHRAY = Path(sys.executable).parent / "meshray"
@@ -139,3 +143,74 @@ def test_list_checks_names_every_check(capsys: pytest.CaptureFixture[str]) -> No
 def test_audit_without_input_is_a_usage_error() -> None:
     res = run("audit")
     assert res.returncode == 2 and "no input" in res.stderr and "Traceback" not in res.stderr
+
+
+# ------------------------------------------------------------- installed outside the checkout
+
+
+def copy_sources(dest: Path) -> Path:
+    """What `pip install <repo>` builds from, copied so the build leaves nothing in the
+    shared checkout (setuptools writes build/ and *.egg-info next to the sources)."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    dest.mkdir()
+    shutil.copy2(REPO / "pyproject.toml", dest)
+    shutil.copytree(REPO / "tools" / "meshray", dest / "tools" / "meshray", symlinks=True,
+                    ignore=skip)
+    shutil.copytree(CHART, dest / "charts" / "meshray", ignore=skip)
+    return dest
+
+
+def test_installed_package_finds_its_chart_anywhere(tmp_path: Path) -> None:
+    """A non-editable `pip install` into a fresh venv, sources deleted afterwards: `meshray
+    render`, run from a directory outside the repository, renders the chart shipped inside the
+    package, byte for byte what helm renders from the checkout's chart. Only the build backend
+    comes from the package index (pip's build isolation); the runtime deps are this test
+    environment's, through a .pth file (--no-deps)."""
+    src = copy_sources(tmp_path / "src")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    res = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                          "--quiet", "--no-deps", str(src)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    shutil.rmtree(src)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True)
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site.stdout.strip()) / "_meshray_test_deps.pth").write_text("\n".join(sorted(deps)))
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    helm = str(Path(helm_executable()).resolve())
+    env = {k: v for k, v in os.environ.items() if k not in {"MESHRAY_CHART", "PYTHONPATH"}}
+    env["MESHRAY_HELM"] = helm
+
+    def meshray(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(venv / "bin" / "meshray"), *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    where = subprocess.run(
+        [str(python), "-c", "import meshray.paths as p; print(p.chart_dir()); "
+         "print(p.checkout_root())"], cwd=elsewhere, env=env, capture_output=True, text=True,
+        check=True).stdout.split()
+    assert Path(where[0]).is_relative_to(venv), where
+    assert where[1] == "None"
+
+    rendered = meshray("render")
+    assert rendered.returncode == 0, rendered.stderr
+    expected = subprocess.run([helm, "template", "meshray", str(CHART), "--namespace",
+                               "default"], capture_output=True, text=True, check=True).stdout
+    assert rendered.stdout == expected
+    assert "kind: RayCluster" in rendered.stdout
+    assert meshray("validate").returncode == 0
+    assert meshray("schema", "--check").returncode == 0
+
+
+def test_chart_env_overrides_the_packaged_chart(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "no-chart-here"
+    env = {**os.environ, "MESHRAY_CHART": str(elsewhere)}
+    res = subprocess.run([str(MESHRAY), "render"], env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 2
+    assert f"{elsewhere}: not a chart directory" in res.stderr

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .errors import OK, PROBLEMS, UNUSABLE, MeshrayError, UsageError
+from .paths import CHART_ENV, chart_dir
 
 if TYPE_CHECKING:
     from .schema import ChartSchema
 
-# the chart of this checkout; kept here so `--help` and `audit` never import helm bindings
-DEFAULT_CHART = Path(__file__).resolve().parents[2] / "charts" / "meshray"
 
 
 def _chart(args: argparse.Namespace) -> Path:
@@ -195,8 +194,9 @@ def _para(text: str) -> str:
 
 
 def _chart_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chart", default=str(DEFAULT_CHART), metavar="DIR",
-                   help="chart directory (default: %(default)s)")
+    p.add_argument("--chart", default=str(chart_dir()), metavar="DIR",
+                   help=f"chart directory (default: ${CHART_ENV}, else the chart shipped with "
+                   "meshray: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

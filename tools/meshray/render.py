@@ -12,7 +12,6 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyhelm3 import Command
@@ -20,9 +19,7 @@ from pyhelm3 import errors as helm_errors
 
 from . import manifests
 from .errors import PROBLEMS, UNUSABLE, MeshrayError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHART = REPO_ROOT / "charts" / "meshray"
+from .paths import chart_dir, checkout_root
 
 
 class RenderError(MeshrayError):
@@ -43,13 +40,14 @@ class HelmNotFound(RenderError):
 
 
 def helm_executable() -> str:
-    """The helm binary to use: $MESHRAY_HELM, then bin/helm of this repo, then PATH."""
+    """The helm binary to use: $MESHRAY_HELM, then bin/helm of the checkout meshray runs from
+    (``make setup`` builds it there), then PATH."""
     env = os.environ.get("MESHRAY_HELM")
     if env:
         return env
-    local = REPO_ROOT / "bin" / "helm"
-    if local.exists():
-        return str(local)
+    root = checkout_root()
+    if root is not None and (root / "bin" / "helm").exists():
+        return str(root / "bin" / "helm")
     found = shutil.which("helm")
     if found:
         return found
@@ -63,7 +61,7 @@ class RenderRequest:
     set_string_values: Sequence[str] = ()
     release: str = "meshray"
     namespace: str = "default"
-    chart: str | os.PathLike[str] = DEFAULT_CHART
+    chart: str | os.PathLike[str] = field(default_factory=chart_dir)
     extra_args: Sequence[str] = field(default_factory=tuple)
 
     def args(self) -> list[str]:

@@ -20,8 +20,6 @@ from yamale import validators as yv
 
 from .errors import MeshrayError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "meshray"
 YAMALE_FILE = "values.schema.yamale"
 JSON_FILE = "values.schema.json"
 VALUES_FILE = "values.yaml"
