@@ -8,11 +8,13 @@ yamale construct is exercised once and the expected lines are spelled out by han
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from chart_support import CHART, EXAMPLES
 from meshray.cli import main
+from meshray.render import helm_executable
 
 SCHEMA = """\
 name: regex('^[a-z]+$', name='a lower-case word')
@@ -242,3 +244,59 @@ def test_worker_range_warning_follows_the_measured_rule(
     assert main(["validate", str(f)]) == 0
     out = capsys.readouterr().out
     assert ("likely too few" in out) == warns, out
+
+
+# ------------------------------------------------------------- render once, keep the render
+
+
+@pytest.fixture
+def counting_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """$MESHRAY_HELM becomes a wrapper that logs each helm call, then runs the real helm.
+    Returns (the log, the real helm)."""
+    real = Path(helm_executable()).resolve()
+    log = tmp_path / "helm-calls.log"
+    wrapper = tmp_path / "helm"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("MESHRAY_HELM", str(wrapper))
+    return log, real
+
+
+def test_output_dir_keeps_the_one_render_validate_judged(
+        tmp_path: Path, counting_helm: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    log, real_helm = counting_helm
+    examples = [p for p in EXAMPLES if p.stem in {"multi-group", "ray-serve"}]
+    out = tmp_path / "rendered"
+    assert main(["validate", "--output-dir", str(out), *map(str, examples)]) == 0
+    assert len(log.read_text().splitlines()) == len(examples)  # one helm run per file
+    for ex in examples:
+        helm = subprocess.run([str(real_helm), "template", "meshray", str(CHART),
+                               "--namespace", "default", "--values", str(ex)],
+                              capture_output=True, text=True, check=True)
+        assert (out / f"{ex.stem}.yaml").read_text() == helm.stdout
+    capsys.readouterr()
+    assert main(["audit", "--min-severity", "error", str(out)]) == 0  # no helm: reads the files
+    assert len(log.read_text().splitlines()) == len(examples)
+
+
+def test_output_dir_drops_the_render_of_a_failing_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rendered"
+    out.mkdir()
+    stale = out / "range.yaml"
+    stale.write_text("kind: RayCluster\n")  # from an earlier run that passed
+    f = tmp_path / "range.yaml"
+    f.write_text("ports:\n  minWorkerPort: 10010\n  maxWorkerPort: 10005\n")
+    assert main(["validate", "-o", str(out), str(f)]) == 1
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--no-render"], "drop --no-render"),
+    (["a/x.yaml", "b/x.yaml"], "would both render to"),
+], ids=["no-render", "same-stem"])
+def test_output_dir_usage_errors(tmp_path: Path, args: list[str], needle: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-o", str(tmp_path / "out"), *args]) == 2
+    assert needle in capsys.readouterr().err

@@ -22,6 +22,7 @@ from .paths import CHART_ENV, chart_dir
 
 if TYPE_CHECKING:
     from .schema import ChartSchema
+    from .validate import Checked
 
 
 
@@ -53,23 +54,57 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from . import schema, validate, valuesfile
 
     chart = _chart(args)
+    files = args.values or [str(chart / schema.VALUES_FILE)]
+    outputs = _render_outputs(args, files)
     loaded = schema.load(chart / schema.YAMALE_FILE)
     defaults = valuesfile.load_defaults(chart / schema.VALUES_FILE)
     opts = validate.Options(chart=chart, schema=loaded, defaults=defaults, release=args.release,
                             namespace=args.namespace, render=not args.no_render)
-    files = args.values or [str(chart / schema.VALUES_FILE)]
     errors = warnings = 0
     for file in files:
-        for p in validate.validate_file(file, opts):
+        checked = validate.check_file(file, opts)
+        for p in checked.problems:
             print(p.line(), file=out)
             if p.severity == validate.ERROR:
                 errors += 1
             else:
                 warnings += 1
+        if file in outputs:
+            _keep_render(outputs[file], checked)
     summary = f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)"
+    if outputs:
+        summary += f"; renders in {args.output_dir}"
     out.flush()
     print(summary, file=sys.stderr)
     return PROBLEMS if errors else OK
+
+
+def _render_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, Path]:
+    """values file -> where ``--output-dir`` keeps its render (``<dir>/<file stem>.yaml``)."""
+    if not args.output_dir:
+        return {}
+    if args.no_render:
+        raise UsageError("--output-dir needs the render; drop --no-render")
+    target = Path(args.output_dir)
+    outputs = {f: target / f"{Path(f).stem}.yaml" for f in dict.fromkeys(files)}
+    seen: dict[Path, str] = {}
+    for file, dest in outputs.items():
+        if dest in seen:
+            raise UsageError(f"{file} and {seen[dest]} would both render to {dest}")
+        seen[dest] = file
+    target.mkdir(parents=True, exist_ok=True)
+    return outputs
+
+
+def _keep_render(dest: Path, checked: Checked) -> None:
+    """Write the render validate judged; never leave an older render of a file that now fails
+    (a later `meshray audit DIR` or `kubectl apply` would take it for the current one)."""
+    from .validate import ERROR
+
+    if checked.rendered is not None and not any(p.severity == ERROR for p in checked.problems):
+        dest.write_text(checked.rendered, encoding="utf-8")
+    else:
+        dest.unlink(missing_ok=True)
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
@@ -218,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="values files (default: the chart's own values.yaml)")
     p.add_argument("--no-render", action="store_true",
                    help="schema check only; skip helm and the chart's `fail` checks")
+    p.add_argument("-o", "--output-dir", metavar="DIR",
+                   help="also write each file's render, the one validate judged, to "
+                   "DIR/<file stem>.yaml (helm runs once per file; files with errors get none)")
     p.add_argument("--release", default="meshray", help="release name (default: %(default)s)")
     p.add_argument("-n", "--namespace", default="default",
                    help="namespace (default: %(default)s)")

@@ -201,22 +201,37 @@ class Options:
     render: bool = True
 
 
+@dataclass
+class Checked:
+    """The verdict on one values file, and the render it was judged on (None when the schema
+    check failed first, or rendering was off or refused)."""
+
+    problems: list[Problem]
+    rendered: str | None = None
+
+
 def validate_file(file: str, opts: Options) -> list[Problem]:
     """All problems and warnings of one values file (layered on the chart defaults)."""
+    return check_file(file, opts).problems
+
+
+def check_file(file: str, opts: Options) -> Checked:
+    """Schema, then one helm render, then warnings and the audit on that same render, which
+    the caller may reuse (``validate --output-dir``) instead of rendering again."""
     try:
         text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [Problem(file, "(file)", f"cannot read: {exc}")]
+        return Checked([Problem(file, "(file)", f"cannot read: {exc}")])
     try:
         user = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        return [Problem(file, where, f"malformed YAML: {getattr(exc, 'problem', exc)}")]
+        return Checked([Problem(file, where, f"malformed YAML: {getattr(exc, 'problem', exc)}")])
     if user is None:
         user = {}
     if not isinstance(user, dict):
-        return [Problem(file, "(root)", "must be a map", user)]
+        return Checked([Problem(file, "(root)", "must be a map", user)])
     merged = merge(opts.defaults, user)
     user_paths = dict(_paths(user))
     defaults_file = str(opts.chart / "values.yaml")
@@ -226,15 +241,20 @@ def validate_file(file: str, opts: Options) -> list[Problem]:
         for p, msg, val in check(opts.schema, merged)
     ]
     if problems or not opts.render:
-        return problems
+        return Checked(problems)
     try:
         rendered = render_text(RenderRequest(values_files=[file], release=opts.release,
                                              namespace=opts.namespace, chart=opts.chart))
     except HelmNotFound:
         raise  # nothing to blame on the values file: the command cannot run
     except RenderError as exc:
-        return [_render_problem(file, line) for line in _render_lines(exc.message)]
-    return warnings(file, merged, rendered, opts)
+        return Checked([_render_problem(file, line) for line in _render_lines(exc.message)])
+    try:
+        objs = manifests.parse_stream(rendered, RENDER_SOURCE)
+    except manifests.ManifestError as exc:
+        return Checked([*warnings(file, merged, [], opts),
+                        Problem(file, "(chart)", f"rendered output is not YAML: {exc}")])
+    return Checked(warnings(file, merged, objs, opts), rendered)
 
 
 _SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<ptr>[^']*)':\s*(?P<msg>.*)$")
@@ -273,8 +293,10 @@ def worker_demand(cpus: float) -> int:
     return math.ceil(cpus) + PLANNED_ACTORS + IO_WORKERS + 1
 
 
-def warnings(file: str, values: Mapping[str, Any], rendered: str, opts: Options) -> list[Problem]:
-    """Legal but risky choices, blamed on the values key that makes them."""
+def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Manifest],
+             opts: Options) -> list[Problem]:
+    """Legal but risky choices, blamed on the values key that makes them, then the audit's
+    errors on the rendered objects."""
     out: list[Problem] = []
     mtls = values.get("mtls") or {}
     if mtls.get("enabled") and mtls.get("mode") in {"PERMISSIVE", "DISABLE"}:
@@ -298,10 +320,6 @@ def warnings(file: str, values: Mapping[str, Any], rendered: str, opts: Options)
     if client.get("enabled"):
         out.append(Problem(file, "ingress.client.enabled", "the Ray Client port is exposed; it "
                            "runs arbitrary code for whoever connects", True, WARNING))
-    try:
-        objs = manifests.parse_stream(rendered, RENDER_SOURCE)
-    except manifests.ManifestError as exc:
-        return [*out, Problem(file, "(chart)", f"rendered output is not YAML: {exc}")]
     out += _worker_range_warnings(file, values, objs)
     for f in audit_mod.audit(objs, namespace=opts.namespace):
         if f.severity == audit_mod.ERROR:
