@@ -1,10 +1,18 @@
-"""Every `fail` in templates/_validate.tpl, triggered once: bad values never render a manifest,
-and the message names the offending key and value."""
+"""Every problem the chart's validation can report (templates/_validate.tpl, one define per rule
+family, all collected into the single `fail` of templates/validate.yaml), triggered once: bad
+values never render a manifest, and the message names the offending key and value. A values
+file with several mistakes gets every message in one helm error."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
-from chart_support import CHART, Renderer
+import yaml
+from chart_support import CHART, REPO, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
 LONG = "a" * 51  # 51 + len("-headless-svc") = 64 > 63
@@ -137,11 +145,80 @@ def test_bad_values_fail_with_key_and_value(set_values: tuple[str, ...], release
     assert "execution error" not in err.value.message  # the helm noise is stripped
 
 
-def test_every_fail_in_the_chart_has_a_case() -> None:
-    """Counting guard: a new `fail` in the templates needs a new case above."""
-    fails = sum(p.read_text().count("fail ") for p in (CHART / "templates").glob("*"))
-    # Two fails have a second case (a pinned port inside the worker range; node-ip-address).
-    assert fails == len(CASES) - 2, f"{fails} fail calls in templates, {len(CASES)} cases"
+def template_texts() -> dict[str, str]:
+    templates = CHART / "templates"
+    return {str(p.relative_to(templates)): p.read_text()
+            for p in sorted(templates.rglob("*")) if p.is_file()}
+
+
+def test_every_problem_in_the_chart_has_a_case() -> None:
+    """Counting guard: each place a rule family adds a message needs a case above."""
+    sites = sum(t.count("$problems = append $problems") for t in template_texts().values())
+    # Two messages have a second case (a pinned port inside the worker range; node-ip-address).
+    assert sites == len(CASES) - 2, f"{sites} messages in templates, {len(CASES)} cases"
+
+
+def test_the_chart_fails_in_one_place() -> None:
+    """Rule families return messages; only validate.yaml calls `fail`, once, with all of them."""
+    calls = {name: len(re.findall(r"\{\{-?\s*fail\b", text))
+             for name, text in template_texts().items()}
+    assert {name: n for name, n in calls.items() if n} == {"validate.yaml": 1}
+
+
+# Independent mistakes, each in a different rule family, and the message each one must produce.
+SEVERAL_MISTAKES: dict[str, object] = {
+    "ports": {"objectManager": 6380, "workerPortList": [12000, 12001, 12000]},
+    "head": {"rayStartParams": {"node-ip-address": "10.0.0.1"}, "labels": {"ray.io/group": "x"}},
+    "workerGroups": {"cpu": {"replicas": 5, "maxReplicas": 2,
+                             "env": [{"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "true"}]}},
+    "mtls": {"portLevelMtls": [{"port": 9999, "mode": "PERMISSIVE"}]},
+    "ingress": {"dashboard": {"enabled": True}},
+    "gateway": {"enabled": True},
+}
+SEVERAL_MESSAGES = [
+    'the release name (clusterName is empty): "9lives-meshray" is not a DNS-1035 label',
+    "ports.workerPortList: port 12000 is listed twice",
+    "ports.objectManager: port 6380 is already used by ports.nodeManager",
+    'head.rayStartParams.node-ip-address: "10.0.0.1" overrides a port the chart pins',
+    "head.labels.ray.io/group: KubeRay sets this label itself",
+    "workerGroups.cpu.replicas: 5 is outside minReplicas..maxReplicas (1..2)",
+    "mtls.portLevelMtls: port 9999 is not a port the Ray pods listen on",
+    'ingress.dashboard.auth.type: "none": the dashboard and Jobs API execute arbitrary code',
+    'workerGroups.cpu.env: RAY_SERVE_ENABLE_HA_PROXY="true" makes Ray Serve bind',
+    "gateway.routes: gateway.enabled=true but no route is enabled",
+]
+
+
+def helm() -> str:
+    return os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
+
+
+def test_several_mistakes_are_all_reported_in_one_helm_error(tmp_path: Path) -> None:
+    """Every problem at once: one `helm template` run names every mistake of the file, one
+    message per line, in rule-family order, instead of stopping at the first."""
+    values = tmp_path / "several.yaml"
+    values.write_text(yaml.safe_dump(SEVERAL_MISTAKES))
+    proc = subprocess.run([helm(), "template", "9lives", str(CHART), "-f", str(values)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.count("Error:") == 1 and proc.stderr.count("execution error") == 1
+    with pytest.raises(RenderError) as err:
+        render(RenderRequest(values_files=(values,), release="9lives", chart=CHART))
+    lines = err.value.message.splitlines()
+    assert len(lines) == len(SEVERAL_MESSAGES), lines
+    for line, expected in zip(lines, SEVERAL_MESSAGES):
+        assert line.startswith(expected), (expected, line)
+
+
+def test_a_repeated_duplicate_is_reported_once() -> None:
+    """Collecting every message must not repeat one: a port listed three times is one problem."""
+    with pytest.raises(RenderError) as err:
+        render(RenderRequest(set_values=("ports.workerPortList={12000,12000,12000,12001,12001}",),
+                             chart=CHART))
+    assert err.value.message.splitlines() == [
+        "ports.workerPortList: port 12000 is listed twice",
+        "ports.workerPortList: port 12001 is listed twice",
+    ]
 
 
 def test_good_values_still_render(render_chart: Renderer) -> None:

@@ -1,12 +1,46 @@
 {{/*
+The RayCluster's groups: rayStartParams and the pod template shared by the head and every
+worker group. Ports come from the model ($m, _model.tpl), never from the values directly.
+*/}}
+
+{{/*
+The Ray image of every Ray container.
+Usage: include "meshray.rayImage" .
+*/}}
+{{- define "meshray.rayImage" -}}
+{{- printf "%s:%s" .Values.ray.image.repository (default .Values.ray.version .Values.ray.image.tag) -}}
+{{- end -}}
+
+{{/*
+rayStartParams for one group: the group's extras (as strings, as the CRD requires), then what
+the port map pins for the role (pinned ports, worker range, node-ip-address), which wins.
+Usage: include "meshray.rayStartParams" (dict "model" $m "head" true|false "extra" $params)
+*/}}
+{{- define "meshray.rayStartParams" -}}
+{{- $params := dict -}}
+{{- range $k, $v := .extra -}}
+{{- $_ := set $params $k (toString $v) -}}
+{{- end -}}
+{{- range $k, $v := get .model.pinned (ternary "head" "worker" .head) -}}
+{{- $_ := set $params $k $v -}}
+{{- end -}}
+{{- if and .head (not (hasKey $params "dashboard-host")) -}}
+{{- $_ := set $params "dashboard-host" "0.0.0.0" -}}
+{{- end -}}
+{{ toYaml $params }}
+{{- end -}}
+
+{{/*
 Pod template shared by the head and every worker group.
-Usage: include "meshray.podTemplate" (dict "ctx" $ "group" $values "head" true|false "groupName" "x")
 Pod-spec fields pass through with toYaml so new Kubernetes fields work untouched.
+Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "head" true|false)
 */}}
 {{- define "meshray.podTemplate" -}}
 {{- $ctx := .ctx -}}
+{{- $m := .model -}}
 {{- $g := .group -}}
 {{- $containerName := ternary "ray-head" "ray-worker" .head -}}
+{{- $image := include "meshray.rayImage" $ctx -}}
 {{- $annotations := dict -}}
 {{- if $ctx.Values.mesh.holdApplicationUntilProxyStarts -}}
 {{- $_ := set $annotations "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}" -}}
@@ -46,16 +80,17 @@ spec:
   {{- if $ctx.Values.rayTls.enabled }}
   initContainers:
     - name: ray-tls
-      image: {{ include "meshray.rayImage" $ctx }}
+      image: {{ $image }}
       imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy }}
       command: ["/bin/bash", "-c"]
       args:
         - |
           set -euo pipefail
-          fqdn="{{ include "meshray.podFqdn" $ctx }}"
+          fqdn="{{ $m.podFqdn }}"
           san="IP:127.0.0.1,IP:${MESHRAY_POD_IP},DNS:localhost,DNS:${fqdn}"
           {{- if .head }}
-          san="${san},DNS:{{ include "meshray.headServiceName" $ctx }},DNS:{{ include "meshray.headServiceName" $ctx }}.{{ $ctx.Release.Namespace }}.svc.{{ $ctx.Values.clusterDomain }}"
+          {{- $headSvc := include "meshray.headServiceName" $ctx }}
+          san="${san},DNS:{{ $headSvc }},DNS:{{ $headSvc }}.{{ $ctx.Release.Namespace }}.svc.{{ $ctx.Values.clusterDomain }}"
           {{- with $ctx.Values.ingress.client.host }}
           san="${san},DNS:{{ . }}"
           {{- end }}
@@ -80,16 +115,14 @@ spec:
   {{- end }}
   containers:
     - name: {{ $containerName }}
-      image: {{ include "meshray.rayImage" $ctx }}
+      image: {{ $image }}
       imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy }}
       {{- if .head }}
       ports:
-        {{- range (include "meshray.ports" $ctx | fromYaml).ports }}
-        {{- if .containerPort }}
+        {{- range $m.containerPorts }}
         - name: {{ .containerPort }}
           containerPort: {{ .port }}
           protocol: TCP
-        {{- end }}
         {{- end }}
       {{- end }}
       env:
@@ -98,12 +131,9 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: status.podIP
-        {{- $isHead := .head }}
-        {{- range (include "meshray.ports" $ctx | fromYaml).ports }}
-        {{- if and .env (or $isHead (eq .scope "node")) }}
-        - name: {{ .env }}
-          value: {{ .port | int | toString | quote }}
-        {{- end }}
+        {{- range get $m.env (ternary "head" "worker" .head) }}
+        - name: {{ .name }}
+          value: {{ .value | quote }}
         {{- end }}
         {{- if $ctx.Values.serve.enabled }}
         # Serve proxies must accept traffic from other pods, not only from localhost.
@@ -177,25 +207,4 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-{{- end -}}
-
-{{/*
-The worker groups after applying workerDefaults, as YAML {groups: [{name, values}]} sorted by name.
-An empty workerGroups map gives one group named "workergroup".
-*/}}
-{{- define "meshray.workerGroups" -}}
-{{- $groups := .Values.workerGroups | default (dict "workergroup" dict) -}}
-{{- $out := list -}}
-{{- range $name := keys $groups | sortAlpha -}}
-{{- $g := deepCopy $.Values.workerDefaults -}}
-{{- range $k, $v := (get $groups $name | default dict) -}}
-{{- if and (has $k (list "rayStartParams" "nodeSelector" "annotations" "labels")) (kindIs "map" $v) (kindIs "map" (get $g $k)) -}}
-{{- $_ := set $g $k (merge (deepCopy $v) (get $g $k)) -}}
-{{- else -}}
-{{- $_ := set $g $k $v -}}
-{{- end -}}
-{{- end -}}
-{{- $out = append $out (dict "name" $name "values" $g) -}}
-{{- end -}}
-{{ toYaml (dict "groups" $out) }}
 {{- end -}}

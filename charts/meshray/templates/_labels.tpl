@@ -1,0 +1,66 @@
+{{/*
+Labels, selectors and object metadata. Every rendered object's metadata comes from
+"meshray.metadata"; every selector of the cluster's pods from the two selector defines.
+*/}}
+
+{{/*
+The common labels of every rendered object (plus commonLabels).
+Usage: include "meshray.labels" .
+*/}}
+{{- define "meshray.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "meshray.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.ray.version | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "meshray.clusterName" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Every pod of the cluster: the label KubeRay puts on each of them.
+Usage: include "meshray.selectorLabels" . | nindent N
+*/}}
+{{- define "meshray.selectorLabels" -}}
+ray.io/cluster: {{ include "meshray.clusterName" . }}
+{{- end -}}
+
+{{/*
+The head pod only (KubeRay's ray.io/node-type label).
+Usage: include "meshray.headSelectorLabels" . | nindent N
+*/}}
+{{- define "meshray.headSelectorLabels" -}}
+{{ include "meshray.selectorLabels" . }}
+ray.io/node-type: head
+{{- end -}}
+
+{{/*
+Object metadata annotations: commonAnnotations plus the Argo CD sync wave given as argument.
+Usage: include "meshray.annotations" (dict "ctx" $ "wave" "-1" "extra" $map)
+*/}}
+{{- define "meshray.annotations" -}}
+{{- $a := dict "argocd.argoproj.io/sync-wave" .wave -}}
+{{- $a = merge $a (.extra | default dict) (.ctx.Values.commonAnnotations | default dict) -}}
+{{ toYaml $a }}
+{{- end -}}
+
+{{/*
+Object metadata: name, namespace, common labels + component, annotations with the Argo CD
+sync wave (Services and policies -1, the RayCluster 0, routes 1).
+Usage: include "meshray.metadata" (dict "ctx" $ "name" $n "component" "x" "wave" "-1"
+                                        ["labels" $map] ["annotations" $map])
+*/}}
+{{- define "meshray.metadata" -}}
+name: {{ .name }}
+namespace: {{ .ctx.Release.Namespace }}
+labels:
+  {{- include "meshray.labels" .ctx | nindent 2 }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with .labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  {{- include "meshray.annotations" (dict "ctx" .ctx "wave" .wave "extra" .annotations) | nindent 2 }}
+{{- end -}}

@@ -1,0 +1,137 @@
+{{/*
+Names. Every object name the chart renders comes from a define in this file; templates never
+build a name inline. All names derive from "meshray.clusterName" (the RayCluster's name), so
+one value (clusterName, or the release's full name) names the whole cluster.
+*/}}
+
+{{/*
+The chart's name, for app.kubernetes.io/name.
+Usage: include "meshray.name" .
+*/}}
+{{- define "meshray.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The release's full name (Helm's usual fullname rule); the cluster name when clusterName is empty.
+Usage: include "meshray.fullname" .
+*/}}
+{{- define "meshray.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The RayCluster's name: every other name derives from it.
+Usage: include "meshray.clusterName" .
+*/}}
+{{- define "meshray.clusterName" -}}
+{{- default (include "meshray.fullname" .) .Values.clusterName -}}
+{{- end -}}
+
+{{/*
+The headless Service that lists every Ray port, one by one (cluster/headless-service.yaml).
+Usage: include "meshray.headlessServiceName" .
+*/}}
+{{- define "meshray.headlessServiceName" -}}
+{{- printf "%s-headless-svc" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The Service KubeRay itself creates for the head from the head container's ports (not rendered
+here; Ingress backends and certificate SANs point at it).
+Usage: include "meshray.headServiceName" .
+*/}}
+{{- define "meshray.headServiceName" -}}
+{{- printf "%s-head-svc" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The cluster's PeerAuthentication: with mtls.scope=namespace it is the namespace-wide policy,
+which Istio only honours under the name "default".
+Usage: include "meshray.peerAuthenticationName" .
+*/}}
+{{- define "meshray.peerAuthenticationName" -}}
+{{- ternary "default" (include "meshray.clusterName" .) (eq .Values.mtls.scope "namespace") -}}
+{{- end -}}
+
+{{/*
+The Istio Sidecar scoping the Ray pods' egress (mesh/sidecar.yaml).
+Usage: include "meshray.sidecarName" .
+*/}}
+{{- define "meshray.sidecarName" -}}
+{{- include "meshray.clusterName" . -}}
+{{- end -}}
+
+{{/*
+The ClusterIP Service the Istio gateway routes to: the head pod only, real appProtocols
+(gateway/service.yaml).
+Usage: include "meshray.gatewayServiceName" .
+*/}}
+{{- define "meshray.gatewayServiceName" -}}
+{{- printf "%s-gateway-svc" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The Istio Gateway the chart renders when gateway.existingGateway is empty (gateway/gateway.yaml).
+Usage: include "meshray.gatewayName" .
+*/}}
+{{- define "meshray.gatewayName" -}}
+{{- printf "%s-gateway" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The VirtualService of one gateway route (gateway/virtualservice.yaml).
+Usage: include "meshray.virtualServiceName" (dict "ctx" $ "route" "dashboard"|"serve"|"client")
+*/}}
+{{- define "meshray.virtualServiceName" -}}
+{{- printf "%s-%s" (include "meshray.clusterName" .ctx) .route -}}
+{{- end -}}
+
+{{/*
+The AuthorizationPolicy admitting the dashboard and Ray Client only from the gateway.
+Usage: include "meshray.gatewayOnlyPolicyName" .
+*/}}
+{{- define "meshray.gatewayOnlyPolicyName" -}}
+{{- printf "%s-gateway-only" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The AuthorizationPolicy denying the guarded ports to requests without a JWT.
+Usage: include "meshray.requireJwtPolicyName" .
+*/}}
+{{- define "meshray.requireJwtPolicyName" -}}
+{{- printf "%s-require-jwt" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The RequestAuthentication validating the gateway's JWTs at the head's sidecar.
+Usage: include "meshray.requestAuthenticationName" .
+*/}}
+{{- define "meshray.requestAuthenticationName" -}}
+{{- printf "%s-jwt" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The Ray Client Ingress (ingress/client.yaml).
+Usage: include "meshray.clientIngressName" .
+*/}}
+{{- define "meshray.clientIngressName" -}}
+{{- printf "%s-client" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
+The dashboard Ingress (ingress/dashboard.yaml).
+Usage: include "meshray.dashboardIngressName" .
+*/}}
+{{- define "meshray.dashboardIngressName" -}}
+{{- printf "%s-dashboard" (include "meshray.clusterName" .) -}}
+{{- end -}}

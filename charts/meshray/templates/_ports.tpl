@@ -1,0 +1,137 @@
+{{/*
+THE port map. Every port number the chart writes comes from the list built here; no template
+writes a port number of its own. It is built once per render into the model (_model.tpl):
+read it as $m.ports and the views below, never by calling these defines from a template.
+*/}}
+
+{{/*
+true when the Ray version still runs a dashboard gRPC server on the head (< 2.45).
+Usage: include "meshray.usesDashboardGrpc" .
+*/}}
+{{- define "meshray.usesDashboardGrpc" -}}
+{{- if semverCompare "<2.45.0-0" .Values.ray.version -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Build the port list into the model as $m.ports, one entry per port Ray uses:
+  name:     Service port name (the `ray start` flag name; worker ports p<N>)
+  port:     number
+  protocol: Istio appProtocol (http | grpc | tls when Ray-native TLS wraps gRPC)
+  flag:     rayStartParams key that pins it (absent when pinned by env or not a flag)
+  env:      env var that pins it (absent when pinned by a flag); set on the head, and on
+            workers too for scope node
+  scope:    node        every Ray node opens it: headless Service + every group's params
+            headNode    only the head opens it, declared on the headless Service
+            headService only the head opens it, served by KubeRay's <cluster>-head-svc via
+                        the head container's ports (containerPort name in `containerPort`)
+            worker      a worker port: headless Service + every group's worker range
+  key:      the values key it comes from (validation messages name it)
+and $m.workerPorts: the worker ports as a list of integers (the explicit list or min..max).
+Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
+*/}}
+{{- define "meshray.model.ports" -}}
+{{- $v := .ctx.Values -}}
+{{- $p := $v.ports -}}
+{{- $grpc := ternary "tls" "grpc" $v.rayTls.enabled -}}
+{{- $l := list -}}
+{{- $l = append $l (dict "name" "gcs-server-port" "port" $p.gcs "protocol" $grpc "flag" "port" "scope" "headService" "containerPort" "gcs-server" "key" "ports.gcs") -}}
+{{- $l = append $l (dict "name" "dashboard-port" "port" $p.dashboard "protocol" "http" "flag" "dashboard-port" "scope" "headService" "containerPort" "dashboard" "key" "ports.dashboard") -}}
+{{- $l = append $l (dict "name" "ray-client-server-port" "port" $p.client "protocol" $grpc "flag" "ray-client-server-port" "scope" "headService" "containerPort" "client" "key" "ports.client") -}}
+{{- $l = append $l (dict "name" "node-manager-port" "port" $p.nodeManager "protocol" $grpc "flag" "node-manager-port" "scope" "node" "key" "ports.nodeManager") -}}
+{{- $l = append $l (dict "name" "object-manager-port" "port" $p.objectManager "protocol" $grpc "flag" "object-manager-port" "scope" "node" "key" "ports.objectManager") -}}
+{{- $l = append $l (dict "name" "runtime-env-agent-port" "port" $p.runtimeEnvAgent "protocol" "http" "flag" "runtime-env-agent-port" "scope" "node" "key" "ports.runtimeEnvAgent") -}}
+{{- $l = append $l (dict "name" "dashboard-agent-grpc-port" "port" $p.dashboardAgentGrpc "protocol" $grpc "flag" "dashboard-agent-grpc-port" "scope" "node" "key" "ports.dashboardAgentGrpc") -}}
+{{- $l = append $l (dict "name" "dashboard-agent-listen-port" "port" $p.dashboardAgentListen "protocol" "http" "flag" "dashboard-agent-listen-port" "scope" "node" "key" "ports.dashboardAgentListen") -}}
+{{- $l = append $l (dict "name" "metrics-export-port" "port" $p.metricsExport "protocol" "http" "flag" "metrics-export-port" "scope" "node" "containerPort" "metrics" "key" "ports.metricsExport") -}}
+{{- if include "meshray.usesDashboardGrpc" .ctx -}}
+{{- $l = append $l (dict "name" "dashboard-grpc-port" "port" $p.dashboardGrpc "protocol" $grpc "flag" "dashboard-grpc-port" "scope" "headNode" "key" "ports.dashboardGrpc") -}}
+{{- end -}}
+{{- $l = append $l (dict "name" "autoscaler-metrics-port" "port" $p.autoscalerMetrics "protocol" "http" "env" "AUTOSCALER_METRIC_PORT" "scope" "headNode" "key" "ports.autoscalerMetrics") -}}
+{{- $l = append $l (dict "name" "dashboard-metrics-port" "port" $p.dashboardMetrics "protocol" "http" "env" "DASHBOARD_METRIC_PORT" "scope" "headNode" "key" "ports.dashboardMetrics") -}}
+{{- with $v.serve -}}
+{{- if .enabled -}}
+{{- $l = append $l (dict "name" "serve-http-port" "port" .httpPort "protocol" "http" "env" "RAY_SERVE_DEFAULT_HTTP_PORT" "scope" "node" "containerPort" "serve" "key" "serve.httpPort") -}}
+{{- $l = append $l (dict "name" "serve-grpc-port" "port" .grpcPort "protocol" $grpc "env" "RAY_SERVE_DEFAULT_GRPC_PORT" "scope" "node" "containerPort" "serve-grpc" "key" "serve.grpcPort") -}}
+{{- end -}}
+{{- end -}}
+{{- $workers := $p.workerPortList -}}
+{{- if not $workers -}}
+{{- $workers = untilStep (int $p.minWorkerPort) (int (add1 $p.maxWorkerPort)) 1 -}}
+{{- end -}}
+{{- range $port := $workers -}}
+{{- $l = append $l (dict "name" (printf "p%d" (int $port)) "port" $port "protocol" $grpc "scope" "worker" "key" "ports.workerPorts") -}}
+{{- end -}}
+{{- $_ := set .model "ports" $l -}}
+{{- $_ := set .model "workerPorts" $workers -}}
+{{- end -}}
+
+{{/*
+Views of $m.ports that several templates need, built once into the model:
+  servicePorts    the ports the headless Service lists: every scope but headService
+  containerPorts  the head container's named ports (KubeRay builds <cluster>-head-svc from them)
+  headPorts       the same as a map, containerPort name -> port (Ingress, gateway routes, policies)
+  pinned.head / pinned.worker   the rayStartParams the port map owns, per role: pinned flags,
+                  the worker range (or list), node-ip-address
+  env.head / env.worker         the env entries that pin ports, per role ({name, value})
+  podFqdn         "meshray.podFqdn", for node-ip-address and the TLS certificate's SANs
+Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after meshray.model.ports)
+*/}}
+{{- define "meshray.model.portViews" -}}
+{{- $v := .ctx.Values -}}
+{{- $servicePorts := list -}}
+{{- $containerPorts := list -}}
+{{- $headPorts := dict -}}
+{{- $head := dict -}}
+{{- $worker := dict -}}
+{{- $headEnv := list -}}
+{{- $workerEnv := list -}}
+{{- $workers := list -}}
+{{- range .model.ports -}}
+{{- if ne .scope "headService" -}}
+{{- $servicePorts = append $servicePorts . -}}
+{{- end -}}
+{{- if .containerPort -}}
+{{- $containerPorts = append $containerPorts . -}}
+{{- $_ := set $headPorts .containerPort .port -}}
+{{- end -}}
+{{- if eq .scope "worker" -}}
+{{- $workers = append $workers (int .port) -}}
+{{- else if .flag -}}
+{{- $_ := set $head .flag (toString (int .port)) -}}
+{{- if eq .scope "node" -}}
+{{- $_ := set $worker .flag (toString (int .port)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .env -}}
+{{- $e := dict "name" .env "value" (.port | int | toString) -}}
+{{- $headEnv = append $headEnv $e -}}
+{{- if eq .scope "node" -}}
+{{- $workerEnv = append $workerEnv $e -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $range := dict -}}
+{{- if $v.ports.workerPortList -}}
+{{- $_ := set $range "worker-port-list" (join "," $workers) -}}
+{{- else -}}
+{{- $_ := set $range "min-worker-port" (toString (int $v.ports.minWorkerPort)) -}}
+{{- $_ := set $range "max-worker-port" (toString (int $v.ports.maxWorkerPort)) -}}
+{{- end -}}
+{{- $fqdn := include "meshray.podFqdn" .ctx -}}
+{{- $_ := set $range "node-ip-address" $fqdn -}}
+{{- $_ := set .model "servicePorts" $servicePorts -}}
+{{- $_ := set .model "containerPorts" $containerPorts -}}
+{{- $_ := set .model "headPorts" $headPorts -}}
+{{- $_ := set .model "pinned" (dict "head" (merge $head $range) "worker" (merge $worker $range)) -}}
+{{- $_ := set .model "env" (dict "head" $headEnv "worker" $workerEnv) -}}
+{{- $_ := set .model "podFqdn" $fqdn -}}
+{{- end -}}
+
+{{/*
+The Pod FQDN under the headless Service, built from the pod IP (downward API) by the shell
+KubeRay runs ray start in: Ray's node-ip-address, and a SAN of each pod's TLS certificate.
+Usage: include "meshray.podFqdn" .
+*/}}
+{{- define "meshray.podFqdn" -}}
+{{- printf "${MESHRAY_POD_IP//[.:]/-}.%s.%s.svc.%s" (include "meshray.headlessServiceName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
