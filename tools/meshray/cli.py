@@ -165,24 +165,44 @@ def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_docs(args: argparse.Namespace, out: TextIO) -> int:
     from . import docs
+    from .audit import CHECKS
 
     chart = _chart(args)
     loaded, defaults, descriptions = _schema_inputs(chart)
-    readme = Path(args.readme) if args.readme else chart.parent.parent / "README.md"
-    if not readme.is_file():
-        raise UsageError(f"{readme}: missing")
-    current = readme.read_text(encoding="utf-8")
-    from .audit import CHECKS
+    blocks = [docs.values_block(docs.table(loaded, defaults, descriptions)),
+              docs.checks_block(docs.checks_table(CHECKS))]
+    code = OK
+    for target, required in _docs_targets(args, chart):
+        if not target.is_file():
+            if required:
+                raise UsageError(f"{target}: missing")
+            continue
+        try:
+            new = docs.fill(target.read_text(encoding="utf-8"), blocks)
+        except docs.DocsError as exc:
+            raise UsageError(f"{target}: {exc}") from None
+        if new is None:
+            if required:
+                raise UsageError(f"{target}: no {docs.START} and {docs.END} markers; add "
+                                 "both where the table belongs")
+            continue
+        code = max(code, _write_or_check(target, new, args.check, "meshray docs", out))
+    return code
 
-    body = docs.table(loaded, defaults, descriptions)
-    try:
-        new = docs.splice(current, body)
-        if docs.CHECKS_START in current:
-            new = docs.splice(new, docs.checks_table(CHECKS), docs.CHECKS_START,
-                              docs.CHECKS_END, docs.CHECKS_NOTE)
-    except docs.DocsError as exc:
-        raise UsageError(f"{readme}: {exc}") from None
-    return _write_or_check(readme, new, args.check, "meshray docs", out)
+
+def _docs_targets(args: argparse.Namespace, chart: Path) -> list[tuple[Path, bool]]:
+    """(file, must carry markers): the --readme file alone, else the chart's README.md (what
+    `helm show readme` prints) and, in a checkout, README.md and docs/*.md that carry any."""
+    from .paths import checkout_root
+
+    if args.readme:
+        return [(Path(args.readme), True)]
+    targets = [(chart / "README.md", True)]
+    root = checkout_root(chart)
+    if root is not None:
+        targets.append((root / "README.md", False))
+        targets += [(p, False) for p in sorted((root / "docs").glob("*.md"))]
+    return targets
 
 
 def _write_or_check(target: Path, text: str, check: bool, command: str, out: TextIO) -> int:
@@ -321,16 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser(
-        "docs", formatter_class=_Formatter, help="generate the values reference in the README",
-        description=_para("Regenerate the values reference (key, type, default, description) from "
-        "values.schema.yamale and values.yaml into the README, between "
-        "<!-- values-reference:start --> and <!-- values-reference:end -->, and the table of "
-        "audit checks between <!-- audit-checks:start --> and <!-- audit-checks:end --> when "
-        "the README has those markers."))
+        "docs", formatter_class=_Formatter,
+        help="generate the values reference and the checks table in the docs",
+        description=_para("Regenerate the values reference (key, type, default, description) "
+        "from values.schema.yamale and values.yaml between <!-- values-reference:start --> and "
+        "<!-- values-reference:end -->, and the table of audit checks between "
+        "<!-- audit-checks:start --> and <!-- audit-checks:end -->, in every file that has "
+        "those markers: the chart's README.md (which must have the values markers), and in a "
+        "checkout README.md and docs/*.md."))
     p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 if the README differs")
+                   help="write nothing; exit 1 if any file differs")
     p.add_argument("--readme", metavar="FILE",
-                   help="README to update (default: README.md at the repository root)")
+                   help="update only this file (it must have markers)")
     _chart_args(p)
     p.set_defaults(func=cmd_docs)
     return parser

@@ -28,6 +28,4 @@ def checkout_root(chart: Path | None = None) -> Path | None:
     not in a checkout, such as the copy inside an installed wheel. Without an argument: the
     checkout this package runs from (editable install), whatever ``$MESHRAY_CHART`` says."""
     chart = (chart or _PACKAGED_CHART).resolve()
-    if chart.parent.name == "charts" and (chart.parent.parent / "pyproject.toml").is_file():
-        return chart.parent.parent
-    return None
+    return chart.parent.parent if chart.parent.name == "charts" else None
