@@ -1,4 +1,5 @@
-"""`meshray docs`: the values reference table, its README markers, and drift."""
+"""`meshray docs`: the values reference and checks tables, their markers, and drift in every
+file that carries them (the chart's README, docs/values.md, docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -93,17 +94,78 @@ def test_docs_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert desc.replace("|", "\\|") in text
 
 
-def test_readme_has_no_drift(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (REPO / "README.md").is_file(), "README.md missing"
+def test_generated_docs_have_no_drift(capsys: pytest.CaptureFixture[str]) -> None:
+    """The chart README, docs/values.md and docs/cli.md are what `meshray docs` writes."""
     assert main(["docs", "--check"]) == 0, capsys.readouterr().out
+    checked = {line.split(":")[0] for line in capsys.readouterr().out.splitlines()}
+    assert {str(CHART / "README.md"), str(REPO / "docs" / "values.md"),
+            str(REPO / "docs" / "cli.md")} <= checked
 
 
-def test_readme_lists_every_audit_check() -> None:
-    """The generated checks table in the README names exactly the audit's checks."""
+def test_docs_list_every_audit_check() -> None:
+    """The generated checks table in docs/cli.md names exactly the audit's checks."""
     import re
 
     from meshray.audit import CHECKS
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "cli.md").read_text()
     block = text[text.index(docs.CHECKS_START):text.index(docs.CHECKS_END)]
     assert set(re.findall(r"^\| `([a-z0-9-]+)` \|", block, re.MULTILINE)) == set(CHECKS)
+
+
+def values_rows(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"^\| `([A-Za-z0-9.]+)` \|", text, re.MULTILINE))
+
+
+def test_values_reference_has_every_described_key() -> None:
+    described = descriptions((CHART / "values.yaml").read_text())
+    for path in (REPO / "docs" / "values.md", CHART / "README.md"):
+        assert set(described) <= values_rows(path.read_text()), path
+
+
+def test_docs_check_catches_drift_in_every_target(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkout's README.md and docs/*.md with markers, and the chart README, all drift-checked;
+    files without markers (hand-written docs) are left alone."""
+    chart = tmp_path / "charts" / "meshray"
+    shutil.copytree(CHART, chart)
+    (tmp_path / "README.md").write_text("# no generated tables here\n")
+    (tmp_path / "docs").mkdir()
+    handwritten = tmp_path / "docs" / "notes.md"
+    handwritten.write_text("# notes\n")
+    checks = tmp_path / "docs" / "checks.md"
+    checks.write_text(f"# checks\n{docs.CHECKS_START}\n{docs.CHECKS_END}\n")
+    assert main(["docs", "--check", "--chart", str(chart)]) == 1
+    assert f"{checks}: out of date" in capsys.readouterr().out
+    assert main(["docs", "--chart", str(chart)]) == 0
+    assert main(["docs", "--check", "--chart", str(chart)]) == 0
+    assert "| `no-headless-service` | error |" in checks.read_text()
+    assert handwritten.read_text() == "# notes\n"
+    readme = chart / "README.md"
+    readme.write_text(readme.read_text().replace("| `ports.gcs` |", "| `ports.gcss` |"))
+    capsys.readouterr()
+    assert main(["docs", "--check", "--chart", str(chart)]) == 1
+    assert f"{readme}: out of date" in capsys.readouterr().out
+
+
+def test_chart_readme_must_have_the_values_markers(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    chart = tmp_path / "meshray"
+    shutil.copytree(CHART, chart)
+    (chart / "README.md").write_text("# meshray\n")
+    assert main(["docs", "--check", "--chart", str(chart)]) == 2
+    assert "markers" in capsys.readouterr().err
+
+
+def test_helm_show_readme_prints_the_values_table() -> None:
+    """What `helm show readme` (and Artifact Hub) shows: the chart README with every value."""
+    import subprocess
+
+    from meshray.render import helm_executable
+
+    res = subprocess.run([helm_executable(), "show", "readme", str(CHART)], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert "| Key | Type | Default | Description |" in res.stdout
+    assert set(descriptions((CHART / "values.yaml").read_text())) <= values_rows(res.stdout)
