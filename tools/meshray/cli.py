@@ -233,6 +233,7 @@ _EPILOG = """\
 exit status: 0 ok, 1 problems found (errors, error findings, drift), 2 could not run.
 examples:
   meshray validate values-examples/*.yaml
+  meshray validate -o rendered/ my-values.yaml && meshray audit rendered/
   meshray render -f my-values.yaml --ports
   helm template r charts/meshray | meshray audit -
   meshray schema --check && meshray docs --check"""
@@ -265,9 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="check values files against the schema and the chart's own checks",
         description=_para("Check each values file (layered over the chart's values.yaml, as helm "
         "does) against values.schema.yamale, then render the chart with it so the chart's "
-        "`fail` checks surface too. Problems print as `file: key.path: problem (got value)`. "
-        "Also warns about legal but risky choices: a worker range likely too small for a "
-        "group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS."),
+        "`fail` checks surface too, and audit that render. Problems print as `file: key.path: "
+        "problem (got value)`. Also warns about legal but risky choices: a worker range likely "
+        "too small for a group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS. "
+        "helm runs once per file; --output-dir keeps that render."),
         epilog="exit status: 1 when any file has an error (warnings alone exit 0).")
     p.add_argument("values", nargs="*", metavar="VALUES",
                    help="values files (default: the chart's own values.yaml)")
