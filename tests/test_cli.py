@@ -140,6 +140,19 @@ def test_list_checks_names_every_check(capsys: pytest.CaptureFixture[str]) -> No
     assert all("<" not in r for r in rows)  # safe to paste into Markdown
 
 
+def test_every_user_error_shares_the_base_class() -> None:
+    from meshray.docs import DocsError
+    from meshray.errors import MeshrayError, UsageError
+    from meshray.manifests import ManifestError
+    from meshray.render import HelmNotFound, RenderError
+    from meshray.schema import SchemaError
+
+    for cls in (DocsError, UsageError, ManifestError, RenderError, HelmNotFound, SchemaError):
+        assert issubclass(cls, MeshrayError), cls
+    # a render the chart refuses is a problem with the values (1); no helm: could not run (2)
+    assert (RenderError.exit_code, HelmNotFound.exit_code, SchemaError.exit_code) == (1, 2, 2)
+
+
 def test_audit_without_input_is_a_usage_error() -> None:
     res = run("audit")
     assert res.returncode == 2 and "no input" in res.stderr and "Traceback" not in res.stderr
@@ -205,6 +218,14 @@ def test_installed_package_finds_its_chart_anywhere(tmp_path: Path) -> None:
     assert "kind: RayCluster" in rendered.stdout
     assert meshray("validate").returncode == 0
     assert meshray("schema", "--check").returncode == 0
+
+    # outside a checkout there is no bin/helm to fall back on: a clean "could not run"
+    env = {k: v for k, v in env.items() if k != "MESHRAY_HELM"}
+    env["PATH"] = str(venv / "bin")
+    no_helm = meshray("render")
+    assert no_helm.returncode == 2
+    assert no_helm.stderr.startswith("meshray render: no helm binary found")
+    assert "Traceback" not in no_helm.stderr
 
 
 def test_chart_env_overrides_the_packaged_chart(tmp_path: Path) -> None:
