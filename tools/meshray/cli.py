@@ -172,7 +172,8 @@ def cmd_docs(args: argparse.Namespace, out: TextIO) -> int:
     blocks = [docs.values_block(docs.table(loaded, defaults, descriptions)),
               docs.checks_block(docs.checks_table(CHECKS))]
     code = OK
-    for target, required in _docs_targets(args, chart):
+    targets = [(Path(args.readme), True)] if args.readme else docs.targets(chart)
+    for target, required in targets:
         if not target.is_file():
             if required:
                 raise UsageError(f"{target}: missing")
@@ -188,21 +189,6 @@ def cmd_docs(args: argparse.Namespace, out: TextIO) -> int:
             continue
         code = max(code, _write_or_check(target, new, args.check, "meshray docs", out))
     return code
-
-
-def _docs_targets(args: argparse.Namespace, chart: Path) -> list[tuple[Path, bool]]:
-    """(file, must carry markers): the --readme file alone, else the chart's README.md (what
-    `helm show readme` prints) and, in a checkout, README.md and docs/*.md that carry any."""
-    from .paths import checkout_root
-
-    if args.readme:
-        return [(Path(args.readme), True)]
-    targets = [(chart / "README.md", True)]
-    root = checkout_root(chart)
-    if root is not None:
-        targets.append((root / "README.md", False))
-        targets += [(p, False) for p in sorted((root / "docs").glob("*.md"))]
-    return targets
 
 
 def _write_or_check(target: Path, text: str, check: bool, command: str, out: TextIO) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import MeshrayError
+from .paths import checkout_root
 from .schema import ChartSchema, is_required, is_static_map, type_name
 from .valuesfile import lookup
 
@@ -118,3 +120,15 @@ def fill(text: str, blocks: Sequence[Block]) -> str | None:
     for b in present:
         text = splice(text, b.body, b.start, b.end, b.note)
     return text
+
+
+def targets(chart: Path) -> list[tuple[Path, bool]]:
+    """(file, must carry markers) that ``meshray docs`` keeps up to date: the chart's README.md
+    (what ``helm show readme`` prints) and, when the chart is in a checkout, its README.md and
+    docs/*.md that carry markers (the others are hand-written and left alone)."""
+    out = [(chart / "README.md", True)]
+    root = checkout_root(chart)
+    if root is not None:
+        out.append((root / "README.md", False))
+        out += [(p, False) for p in sorted((root / "docs").glob("*.md"))]
+    return out
