@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""A real Kubernetes control plane on loopback, without containers or a kubelet.
+
+etcd (Debian's etcd-server), kube-apiserver and kube-controller-manager (built from
+k8s.io/kubernetes by tools/cluster/k8s), the KubeRay operator (built from its Go module) run as
+plain processes of this machine. Every listener binds 127.0.0.1 on a port picked free at start,
+so several control planes (one per operator version) can run side by side. Certificates are
+generated with openssl for each start. A kubelet stand-in (tools/cluster/kubelet.py) plays the
+node: it binds Pods and reports them Running and Ready with an IP, so EndpointSlices are real.
+
+Used by the pytest fixtures of tests/cluster and by `make cluster-up` / `make cluster-down`:
+
+    controlplane.py up   --dir .cache/cluster/dev --operator v1.6.2 [--kubelet]
+    controlplane.py down --dir .cache/cluster/dev
+
+`down` stops exactly the processes recorded in <dir>/pids.json by `up` (checked against their
+command line, so a recycled pid is never signalled), nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+NODE_NAME = "meshray-node"
+SERVICE_CIDR = "10.96.0.0/16"  # only allocated from, never contacted
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """preexec_fn: the child gets SIGTERM when the process that started it dies (pytest)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: Path) -> None:
+    """CA, apiserver serving cert, an admin client cert (system:masters), SA signing keys."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
+             "-subj", "/CN=meshray-local-ca", cwd=d)
+    sans = ("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+            "extendedKeyUsage=serverAuth\n")
+    (d / "server.ext").write_text(sans)
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subj, ext in (("apiserver", "/CN=kube-apiserver", "server.ext"),
+                            ("admin", "/O=system:masters/CN=meshray-admin", "client.ext")):
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "7", "-extfile", ext, "-out", f"{name}.crt", cwd=d)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+
+def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "meshray-local", "cluster": {
+            "server": server, "certificate-authority": str(certs / "ca.crt")}}],
+        "users": [{"name": "meshray-admin", "user": {
+            "client-certificate": str(certs / "admin.crt"),
+            "client-key": str(certs / "admin.key")}}],
+        "contexts": [{"name": "meshray-local", "context": {
+            "cluster": "meshray-local", "user": "meshray-admin"}}],
+        "current-context": "meshray-local",
+    }
+    path.write_text(json.dumps(cfg, indent=2))
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class ControlPlane:
+    """One control plane under ``workdir``. ``operator`` is a KubeRay version with a binary
+    ``bin/kuberay-operator-<version>`` and CRDs in ``operator_crds``, or None for none."""
+
+    workdir: Path
+    bin_dir: Path = ROOT / "bin"
+    operator: str | None = None
+    operator_crds: Path | None = None
+    extra_crds: Sequence[Path] = ()
+    operator_env: dict[str, str] = field(
+        default_factory=lambda: {"ENABLE_INIT_CONTAINER_INJECTION": "false"})
+    die_with_parent: bool = True
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def certs(self) -> Path:
+        return self.workdir / "certs"
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    # ---- processes ---------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{name}.log"
+        full_env = {**os.environ, **(env or {})}
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(  # noqa: S603 - our own binaries
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=full_env, cwd=self.workdir, start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None)
+        p = Proc(name, argv, env or {}, log, popen)
+        self.procs.append(p)
+        self._write_pids()
+        return p
+
+    def _write_pids(self) -> None:
+        data = [{"name": p.name, "pid": p.popen.pid, "exe": p.argv[0]}
+                for p in self.procs if p.popen]
+        (self.workdir / "pids.json").write_text(json.dumps(data, indent=1))
+
+    def _wait(self, what: str, probe: Any, timeout: float, proc: Proc) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen and proc.popen.poll() is not None:
+                raise ControlPlaneError(
+                    f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
+                    f"log: {proc.log}\n{_tail(proc.log)}")
+            with contextlib.suppress(Exception):
+                if probe():
+                    return
+            time.sleep(0.2)
+        raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}; "
+                                f"log: {proc.log}\n{_tail(proc.log)}")
+
+    # ---- start ---------------------------------------------------------------------------
+    def start(self, timeout: float = 90.0) -> ControlPlane:
+        t0 = time.monotonic()
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        make_certs(self.certs)
+        steps = [self._start_etcd, self._start_apiserver, self._start_controller_manager,
+                 self._bootstrap] + ([self._start_operator] if self.operator else [])
+        self.timings: dict[str, float] = {}
+        try:
+            for step in steps:
+                t = time.monotonic()
+                step(timeout)
+                self.timings[step.__name__.lstrip("_")] = round(time.monotonic() - t, 1)
+        except BaseException:
+            self.stop()
+            raise
+        (self.workdir / "ready").write_text(f"{time.monotonic() - t0:.1f}\n")
+        (self.workdir / "timings.json").write_text(json.dumps(self.timings))
+        return self
+
+    def _start_etcd(self, timeout: float) -> None:
+        etcd = shutil.which("etcd") or "/usr/bin/etcd"
+        client, peer = free_port(), free_port()
+        # etcd data on tmpfs when there is one: fsync on a 2-core VM disk makes writes slow.
+        shm = Path("/dev/shm")
+        data = (shm / f"meshray-etcd-{os.getpid()}-{client}") if shm.is_dir() else (
+            self.workdir / "etcd")
+        (self.workdir / "etcd-data").write_text(str(data))
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        p = self._spawn("etcd", [
+            etcd, "--name", "meshray", "--data-dir", str(data),
+            "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"meshray=http://127.0.0.1:{peer}",
+            "--log-level", "warn"], env={"ETCD_UNSUPPORTED_ARCH": ""})
+        self._wait("etcd health", lambda: _http_ok(f"{self.etcd_url}/health"), timeout, p)
+
+    def _start_apiserver(self, timeout: float) -> None:
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        c = self.certs
+        p = self._spawn("kube-apiserver", [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={port}", f"--cert-dir={c}",
+            f"--tls-cert-file={c / 'apiserver.crt'}", f"--tls-private-key-file={c / 'apiserver.key'}",
+            f"--client-ca-file={c / 'ca.crt'}",
+            f"--service-account-key-file={c / 'sa.pub'}",
+            f"--service-account-signing-key-file={c / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=Node,RBAC",
+            # The default reconciler refuses a loopback advertise address.
+            "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true", "--profiling=false", "--v=1"])
+        write_kubeconfig(self.kubeconfig, self.server, c)
+        self._wait("kube-apiserver /readyz", lambda: self._api_ok("/readyz"), timeout, p)
+
+    def _api_ok(self, path: str) -> bool:
+        ctx = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
+        ctx.load_cert_chain(str(self.certs / "admin.crt"), str(self.certs / "admin.key"))
+        with urllib.request.urlopen(self.server + path, context=ctx, timeout=2) as r:
+            return bool(r.status == 200)
+
+    def _start_controller_manager(self, timeout: float) -> None:
+        c = self.certs
+        p = self._spawn("kube-controller-manager", [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--controllers=serviceaccount,serviceaccount-token,namespace,garbagecollector,"
+            "endpointslice,endpointslicemirroring",
+            f"--service-account-private-key-file={c / 'sa.key'}",
+            f"--root-ca-file={c / 'ca.crt'}",
+            "--leader-elect=false", "--secure-port=0", "--v=1"])
+        from kubernetes import client  # deferred: only the control plane needs the client
+
+        core = client.CoreV1Api(self.api_client())
+
+        def default_sa() -> bool:
+            core.read_namespaced_service_account("default", "default")
+            return True
+
+        self._wait("the default ServiceAccount", default_sa, timeout, p)
+
+    def api_client(self) -> Any:
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def _bootstrap(self, timeout: float) -> None:
+        """The Node every Pod is bound to, then CRDs, each waited for until Established."""
+        from kubernetes import client
+
+        api = self.api_client()
+        core = client.CoreV1Api(api)
+        core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}}})
+        core.patch_node_status(NODE_NAME, {"status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "meshray kubelet stand-in"}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}})
+        files = list(self.extra_crds)
+        if self.operator_crds:
+            files += sorted(self.operator_crds.glob("ray.io_*.yaml"))
+        apply_crds(api, files, timeout)
+
+    def _start_operator(self, timeout: float) -> None:
+        exe = self.bin_dir / f"kuberay-operator-{self.operator}"
+        if not exe.exists():
+            raise ControlPlaneError(f"{exe} is missing: run `make cluster-bins`")
+        probe = free_port()
+        p = self._spawn(f"kuberay-operator-{self.operator}", [
+            str(exe), f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{probe}",
+            "--enable-leader-election=false"],
+            env={"KUBECONFIG": str(self.kubeconfig), **self.operator_env})
+        self._wait("the KubeRay operator /readyz",
+                   lambda: _http_ok(f"http://127.0.0.1:{probe}/readyz"), timeout, p)
+
+    # ---- stop ----------------------------------------------------------------------------
+    def stop(self, timeout: float = 15.0) -> None:
+        for p in reversed(self.procs):
+            if p.popen and p.popen.poll() is None:
+                p.popen.terminate()
+        deadline = time.monotonic() + timeout
+        for p in reversed(self.procs):
+            if not p.popen:
+                continue
+            try:
+                p.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait(5)
+        self.procs.clear()
+        _remove_etcd_data(self.workdir)
+
+    def restart_operator(self, env: dict[str, str], timeout: float = 60.0) -> None:
+        """Stop the operator and start it again with another environment (e.g. the default
+        init container injection)."""
+        for p in [p for p in self.procs if p.name.startswith("kuberay-operator")]:
+            assert p.popen is not None
+            p.popen.terminate()
+            p.popen.wait(timeout)
+            self.procs.remove(p)
+        self.operator_env = env
+        self._start_operator(timeout)
+
+
+def apply_crds(api: Any, files: Sequence[Path], timeout: float) -> None:
+    import yaml
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    t0 = time.monotonic()
+    for f in files:
+        for doc in yaml.load_all(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            doc.get("metadata", {}).pop("creationTimestamp", None)
+            doc.pop("status", None)
+            # _preload_content=False: the client would build model objects from every
+            # (large) CRD it gets back, which takes longer than the API server does.
+            ext.create_custom_resource_definition(doc, _preload_content=False)
+            names.append(doc["metadata"]["name"])
+    created = time.monotonic()
+    deadline = created + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        raw = ext.list_custom_resource_definition(_preload_content=False)
+        for crd in json.loads(raw.data)["items"]:
+            conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+            if conds.get("Established") == "True":
+                pending.discard(crd["metadata"]["name"])
+        time.sleep(0.1)
+    print(f"{len(names)} CRDs created in {created - t0:.1f}s, established after "
+          f"{time.monotonic() - created:.1f}s", file=sys.stderr)
+    if pending:
+        raise ControlPlaneError(f"CRDs not established after {timeout:.0f}s: {sorted(pending)}")
+
+
+def _remove_etcd_data(workdir: Path) -> None:
+    marker = workdir / "etcd-data"
+    if marker.exists():
+        data = Path(marker.read_text().strip())
+        if data.name.startswith("meshray-etcd-") or data.parent == workdir:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)
+
+
+def _tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+# ---- operator binaries and CRDs ------------------------------------------------------------
+def operator_module_dir(version: str) -> Path:
+    """The ray-operator module of that version in the Go module cache (downloaded if needed)."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"github.com/ray-project/kuberay/ray-operator@{version}"],
+        capture_output=True, text=True, check=True)
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+def shared_crds() -> Path:
+    return Path(os.environ.get("MESHRAY_SHARED_CRDS") or ROOT.parent / "shared" / "crds")
+
+
+def istio_crds(version: str = "1.29.6") -> list[Path]:
+    return sorted((shared_crds() / f"istio-{version}").glob("*.yaml"))
+
+
+# ---- CLI (make cluster-up / cluster-down) ----------------------------------------------------
+def _pid_alive_as(pid: int, exe: str) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    return cmd == exe
+
+
+def down(workdir: Path, timeout: float = 15.0) -> list[str]:
+    pids_file = workdir / "pids.json"
+    if not pids_file.exists():
+        return []
+    entries = json.loads(pids_file.read_text())
+    stopped = []
+    for e in reversed(entries):
+        if _pid_alive_as(e["pid"], e["exe"]):
+            os.kill(e["pid"], signal.SIGTERM)
+            stopped.append(e["name"])
+    deadline = time.monotonic() + timeout
+    for e in entries:
+        while _pid_alive_as(e["pid"], e["exe"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive_as(e["pid"], e["exe"]):
+            os.kill(e["pid"], signal.SIGKILL)
+    _remove_etcd_data(workdir)
+    pids_file.unlink()
+    return stopped
+
+
+@contextlib.contextmanager
+def running(cp: ControlPlane) -> Iterator[ControlPlane]:
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="verb", required=True)
+    up = sub.add_parser("up", help="start etcd, kube-apiserver, controller-manager, operator")
+    up.add_argument("--dir", type=Path, required=True)
+    up.add_argument("--operator", default="v1.6.2", help="KubeRay version, or 'none'")
+    up.add_argument("--istio-crds", default="1.29.6", help="Istio CRD set from ../shared/crds")
+    up.add_argument("--kubelet", action="store_true", help="also run the kubelet stand-in")
+    dn = sub.add_parser("down", help="stop what `up` started in --dir")
+    dn.add_argument("--dir", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.verb == "down":
+        stopped = down(args.dir)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    if (args.dir / "pids.json").exists():
+        down(args.dir)
+    op = None if args.operator == "none" else args.operator
+    cp = ControlPlane(args.dir.resolve(), operator=op,
+                      operator_crds=operator_module_dir(op) / "config/crd/bases" if op else None,
+                      extra_crds=istio_crds(args.istio_crds), die_with_parent=False)
+    cp.start()
+    if args.kubelet:
+        cp._spawn("kubelet-standin", [sys.executable, str(HERE / "kubelet.py"),
+                                      "--kubeconfig", str(cp.kubeconfig)])
+    print(f"control plane up in {(cp.workdir / 'ready').read_text().strip()}s "
+          f"(operator {op or 'none'}); logs in {cp.logs}\n"
+          f"  export KUBECONFIG={cp.kubeconfig}\n  stop with: make cluster-down")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
