@@ -12,7 +12,7 @@ Usage:
   {{- include "meshray.model" . -}}
   {{- $m := .Values._meshrayModel -}}
 and pass $m on to helpers in their dict: (dict "ctx" $ "model" $m ...).
-Contents (see _ports.tpl): ports, workerPorts, servicePorts, containerPorts, headPorts, pinned,
+Contents (see _ports.tpl): ports, workerPorts, workerProtocol, servicePorts, containerPorts, headPorts, pinned,
 env, podFqdn; groups, groupSources (below).
 */}}
 {{- define "meshray.model" -}}

@@ -13,8 +13,8 @@ Usage: include "meshray.usesDashboardGrpc" .
 {{- end -}}
 
 {{/*
-Build the port list into the model as $m.ports, one entry per port Ray uses:
-  name:     Service port name (the `ray start` flag name; worker ports p<N>)
+Build the port map into the model. $m.ports: one entry per named port Ray uses,
+  name:     Service port name (the `ray start` flag name)
   port:     number
   protocol: Istio appProtocol (http | grpc | tls when Ray-native TLS wraps gRPC)
   flag:     rayStartParams key that pins it (absent when pinned by env or not a flag)
@@ -24,9 +24,11 @@ Build the port list into the model as $m.ports, one entry per port Ray uses:
             headNode    only the head opens it, declared on the headless Service
             headService only the head opens it, served by KubeRay's <cluster>-head-svc via
                         the head container's ports (containerPort name in `containerPort`)
-            worker      a worker port: headless Service + every group's worker range
   key:      the values key it comes from (validation messages name it)
-and $m.workerPorts: the worker ports as a list of integers (the explicit list or min..max).
+$m.workerPorts: the worker ports, a plain list of numbers (ports.workerPortList, or
+ports.minWorkerPort..maxWorkerPort): every node opens them, the headless Service lists each as
+p<N> with $m.workerProtocol, every group's rayStartParams pins the range (or list). They stay a
+plain list, not entries, so a 200-port range costs no per-port work where none is needed.
 Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
 */}}
 {{- define "meshray.model.ports" -}}
@@ -58,16 +60,15 @@ Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
 {{- if not $workers -}}
 {{- $workers = untilStep (int $p.minWorkerPort) (int (add1 $p.maxWorkerPort)) 1 -}}
 {{- end -}}
-{{- range $port := $workers -}}
-{{- $l = append $l (dict "name" (printf "p%d" (int $port)) "port" $port "protocol" $grpc "scope" "worker" "key" "ports.workerPorts") -}}
-{{- end -}}
 {{- $_ := set .model "ports" $l -}}
 {{- $_ := set .model "workerPorts" $workers -}}
+{{- $_ := set .model "workerProtocol" $grpc -}}
 {{- end -}}
 
 {{/*
-Views of $m.ports that several templates need, built once into the model:
-  servicePorts    the ports the headless Service lists: every scope but headService
+Views of the port map that several templates need, built once into the model:
+  servicePorts    the named ports the headless Service lists (every scope but headService);
+                  it lists $m.workerPorts after them
   containerPorts  the head container's named ports (KubeRay builds <cluster>-head-svc from them)
   headPorts       the same as a map, containerPort name -> port (Ingress, gateway routes, policies)
   pinned.head / pinned.worker   the rayStartParams the port map owns, per role: pinned flags,
@@ -85,7 +86,6 @@ Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after mesh
 {{- $worker := dict -}}
 {{- $headEnv := list -}}
 {{- $workerEnv := list -}}
-{{- $workers := list -}}
 {{- range .model.ports -}}
 {{- if ne .scope "headService" -}}
 {{- $servicePorts = append $servicePorts . -}}
@@ -94,9 +94,7 @@ Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after mesh
 {{- $containerPorts = append $containerPorts . -}}
 {{- $_ := set $headPorts .containerPort .port -}}
 {{- end -}}
-{{- if eq .scope "worker" -}}
-{{- $workers = append $workers (int .port) -}}
-{{- else if .flag -}}
+{{- if .flag -}}
 {{- $_ := set $head .flag (toString (int .port)) -}}
 {{- if eq .scope "node" -}}
 {{- $_ := set $worker .flag (toString (int .port)) -}}
@@ -112,7 +110,7 @@ Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after mesh
 {{- end -}}
 {{- $range := dict -}}
 {{- if $v.ports.workerPortList -}}
-{{- $_ := set $range "worker-port-list" (join "," $workers) -}}
+{{- $_ := set $range "worker-port-list" (join "," .model.workerPorts) -}}
 {{- else -}}
 {{- $_ := set $range "min-worker-port" (toString (int $v.ports.minWorkerPort)) -}}
 {{- $_ := set $range "max-worker-port" (toString (int $v.ports.maxWorkerPort)) -}}

@@ -62,19 +62,23 @@ Usage: include "meshray.validate.families" . | fromJsonArray
 {{- toJson $problems -}}
 {{- end -}}
 
-{{/* Every port number is used by exactly one component (duplicates in workerPortList are
+{{/* Every port number is used by exactly one component (duplicates within workerPortList are
 the workerPorts family's). */}}
 {{- define "meshray.validate.uniquePorts" -}}
 {{- $problems := list -}}
 {{- $owner := dict -}}
 {{- range .model.ports -}}
 {{- $k := toString (int .port) -}}
-{{- $prev := get $owner $k -}}
-{{- if and $prev (not (and (eq .key "ports.workerPorts") (eq $prev "ports.workerPorts"))) -}}
-{{- $problems = append $problems (printf "%s: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" .key $k $prev) -}}
-{{- end -}}
-{{- if not $prev -}}
+{{- if hasKey $owner $k -}}
+{{- $problems = append $problems (printf "%s: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" .key $k (get $owner $k)) -}}
+{{- else -}}
 {{- $_ := set $owner $k .key -}}
+{{- end -}}
+{{- end -}}
+{{- range .model.workerPorts -}}
+{{- $k := toString (int .) -}}
+{{- if hasKey $owner $k -}}
+{{- $problems = append $problems (printf "ports.workerPorts: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" $k (get $owner $k)) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
@@ -145,6 +149,9 @@ the workerPorts family's). */}}
 {{- $podPorts := dict -}}
 {{- range .model.ports -}}
 {{- $_ := set $podPorts (toString (int .port)) true -}}
+{{- end -}}
+{{- range .model.workerPorts -}}
+{{- $_ := set $podPorts (toString (int .)) true -}}
 {{- end -}}
 {{- $seen := dict -}}
 {{- range $m.portLevelMtls -}}
