@@ -364,3 +364,18 @@ def test_sync_waves_order_the_objects(render_chart: Renderer) -> None:
 def test_rendering_is_deterministic(render_chart_text: Any) -> None:
     for values_file in EXAMPLES:
         assert render_chart_text(values_file) == render_chart_text(values_file), values_file.name
+
+
+def test_many_groups_and_a_full_worker_range_stay_consistent(render_chart: Renderer) -> None:
+    """The size `make bench` times: 10 worker groups x 200 worker ports (the default ceiling).
+    The port map is built once per render and shared by every group: each still gets it all."""
+    sets = ("ports.minWorkerPort=11000", "ports.maxWorkerPort=11199",
+            *(f"workerGroups.g{i}.replicas=1" for i in range(10)))
+    docs = render_chart(set_values=sets)
+    assert consistency_problems(docs) == []
+    rc = one(docs, "RayCluster")
+    assert [g["groupName"] for g in rc["spec"]["workerGroupSpecs"]] == [f"g{i}" for i in range(10)]
+    svc_ports = [p["port"] for p in headless(docs)["spec"]["ports"]]
+    assert svc_ports[-200:] == list(range(11000, 11200))
+    for name, group, _ in groups(rc):
+        assert worker_ports(group["rayStartParams"]) == list(range(11000, 11200)), name
