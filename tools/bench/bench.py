@@ -1,13 +1,24 @@
 #!/usr/bin/env python3
-"""Benchmark: `meshray validate` + `render` + `audit` over every example, against a bare
-`helm template` of the same files as the baseline.
+"""Benchmark: meshray's render speed against KubeRay's own ray-cluster chart, and `meshray
+validate` + `render` + `audit` against a bare `helm template` of the same files.
 
-Not a test: it prints timings. Run it from the repository root after `make setup`:
+Not a test: it prints timings and ratios, and never fails on them (a busy machine would make
+any limit flaky). Run it from the repository root after `make setup` (`make bench`):
 
-    .venv/bin/python tools/bench/bench.py [--repeat N]
+    .venv/bin/python tools/bench/bench.py [--repeat N] [--baseline DIR] [examples...]
 
-Each timing is the wall clock of the real commands (separate processes, as a user or CI runs
-them), best of N repeats, so Python start-up and helm start-up are both included.
+1. Chart render: `helm template` of KubeRay's ray-cluster chart 1.7.0 with its default values
+   (../shared/baselines/kuberay-ray-cluster-1.7.0) against meshray's defaults, 10 worker groups,
+   and 10 worker groups x 200 worker ports. Goals (issue 13): defaults <= 1.3x the baseline,
+   10 groups x 200 worker ports <= 2x.
+2. Tooling: `meshray validate` + `render` + `audit` over every example (separate processes, as
+   a user or CI runs them), and the same through the Python API in one process, against a bare
+   `helm template` of the same files. Goal: CLI <= 1.5x.
+
+Each timing is the wall clock of real processes, so helm's (and Python's) start-up is included,
+as a user or Argo CD pays it. Every case runs once per round, rounds interleave the cases (so
+a load change on the machine hits them alike), one warm-up round is discarded, and each case
+reports the median of --repeat rounds with the min-max spread; ratios are of medians.
 """
 
 from __future__ import annotations
@@ -19,87 +30,200 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "meshray"
+BASELINE = ROOT.parent / "shared" / "baselines" / "kuberay-ray-cluster-1.7.0"
 MESHRAY = Path(sys.executable).parent / "meshray"
+GROUPS = 10
+WORKER_PORTS = 200
 
 
 def helm() -> str:
     return os.environ.get("MESHRAY_HELM") or str(ROOT / "bin" / "helm")
 
 
-def run(cmd: list[str], expect: set[int] | None = None) -> str:
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def run(cmd: Sequence[str], expect: set[int] | None = None) -> str:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
     if res.returncode not in (expect or {0}):
         raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr}")
     return res.stdout
 
 
-def baseline(examples: list[Path], _: Path) -> None:
-    for ex in examples:
-        run([helm(), "template", "meshray", str(CHART), "-f", str(ex)])
+@dataclass
+class Case:
+    label: str
+    fn: Callable[[Path], None]
+    times: list[float]
+
+    def measure(self, work: Path) -> float:
+        start = time.perf_counter()
+        self.fn(work)
+        return time.perf_counter() - start
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    def line(self, width: int) -> str:
+        return (f"  {self.label:<{width}}  median {self.median * 1000:7.1f} ms"
+                f"  (min-max {min(self.times) * 1000:.1f}-{max(self.times) * 1000:.1f})")
 
 
-def meshray(examples: list[Path], work: Path) -> None:
-    run([str(MESHRAY), "validate", *map(str, examples)])
-    rendered = []
-    for ex in examples:
-        out = work / f"{ex.stem}.yaml"
-        out.write_text(run([str(MESHRAY), "render", "-f", str(ex)]))
-        rendered.append(str(out))
-    run([str(MESHRAY), "audit", "--min-severity", "error", *rendered])
+def rounds(cases: list[Case], repeat: int) -> None:
+    """Run every case once per round, interleaved; the first round only warms caches."""
+    for i in range(repeat + 1):
+        for case in cases:
+            with tempfile.TemporaryDirectory() as tmp:
+                elapsed = case.measure(Path(tmp))
+            if i:
+                case.times.append(elapsed)
 
 
-def in_process(examples: list[Path], work: Path) -> None:
+def ratio_line(case: Case, base: Case, goal: float | None, width: int) -> str:
+    r = case.median / base.median
+    spread = f"min/min {min(case.times) / min(base.times):.2f}x"
+    verdict = "" if goal is None else (
+        f"  goal <= {goal:g}x: {'met' if r <= goal else 'NOT met'}")
+    return f"  {case.label:<{width}}  {r:5.2f}x  ({spread}){verdict}"
+
+
+# ------------------------------------------------------------------- 1. chart render speed
+
+
+def groups_values(groups: int, worker_ports: int | None) -> dict[str, object]:
+    """Values with `groups` worker groups (every key from workerDefaults) and, if given, a
+    worker range of exactly `worker_ports` ports (at the default ceiling ports.maxWorkerPorts)."""
+    values: dict[str, object] = {"workerGroups": {f"group-{i:02d}": {"replicas": 1}
+                                                  for i in range(groups)}}
+    if worker_ports:
+        values["ports"] = {"minWorkerPort": 10002, "maxWorkerPort": 10002 + worker_ports - 1,
+                           "maxWorkerPorts": max(200, worker_ports)}
+    return values
+
+
+def template(chart: Path, *values: Path) -> Callable[[Path], None]:
+    cmd = [helm(), "template", "bench", str(chart)]
+    for v in values:
+        cmd += ["--values", str(v)]
+
+    def fn(_: Path) -> None:
+        run(cmd)
+
+    return fn
+
+
+def chart_render(repeat: int, baseline: Path, work: Path) -> None:
+    ten = work / "groups.yaml"
+    ten.write_text(yaml.safe_dump(groups_values(GROUPS, None)))
+    big = work / "groups-ports.yaml"
+    big.write_text(yaml.safe_dump(groups_values(GROUPS, WORKER_PORTS)))
+    base = Case(f"baseline: {baseline.name}, its defaults", template(baseline), [])
+    cases = [
+        base,
+        Case("meshray defaults", template(CHART), []),
+        Case(f"meshray {GROUPS} worker groups", template(CHART, ten), []),
+        Case(f"meshray {GROUPS} worker groups x {WORKER_PORTS} worker ports",
+             template(CHART, big), []),
+    ]
+    goals = {cases[1].label: 1.3, cases[3].label: 2.0}
+    for case in cases:  # a broken render must fail loudly, not be timed
+        case.fn(work)
+    rounds(cases, repeat)
+    width = max(len(c.label) for c in cases)
+    print(f"1. helm template ({Path(helm()).name} {run([helm(), 'version', '--short']).strip()}), "
+          f"{repeat} rounds")
+    for case in cases:
+        print(case.line(width))
+    print("   ratio to the baseline (median/median):")
+    for case in cases[1:]:
+        print(ratio_line(case, base, goals.get(case.label), width))
+
+
+# --------------------------------------------- 2. validate + render + audit vs bare helm
+
+
+def bare_helm(examples: list[Path]) -> Callable[[Path], None]:
+    def fn(_: Path) -> None:
+        for ex in examples:
+            run([helm(), "template", "meshray", str(CHART), "-f", str(ex)])
+
+    return fn
+
+
+def meshray_cli(examples: list[Path]) -> Callable[[Path], None]:
+    def fn(work: Path) -> None:
+        run([str(MESHRAY), "validate", *map(str, examples)])
+        rendered = []
+        for ex in examples:
+            out = work / f"{ex.stem}.yaml"
+            out.write_text(run([str(MESHRAY), "render", "-f", str(ex)]))
+            rendered.append(str(out))
+        run([str(MESHRAY), "audit", "--min-severity", "error", *rendered])
+
+    return fn
+
+
+def meshray_api(examples: list[Path]) -> Callable[[Path], None]:
     """The same three steps through the Python API in one process (how the test suite runs
     them): shows the cost of meshray's own work without per-command start-up."""
-    from meshray import audit, manifests, schema, validate, valuesfile
-    from meshray.render import RenderRequest, render_text
 
-    opts = validate.Options(chart=CHART, schema=schema.load(CHART / schema.YAMALE_FILE),
-                            defaults=valuesfile.load_defaults(CHART / schema.VALUES_FILE))
-    for ex in examples:
-        if any(p.severity == validate.ERROR for p in validate.validate_file(str(ex), opts)):
-            raise SystemExit(f"{ex}: validate failed")
-        text = render_text(RenderRequest(values_files=[ex], chart=CHART))
-        if any(f.severity == audit.ERROR for f in audit.audit(manifests.parse_stream(text, "r"))):
-            raise SystemExit(f"{ex}: audit failed")
+    def fn(_: Path) -> None:
+        from meshray import audit, manifests, schema, validate, valuesfile
+        from meshray.render import RenderRequest, render_text
+
+        opts = validate.Options(chart=CHART, schema=schema.load(CHART / schema.YAMALE_FILE),
+                                defaults=valuesfile.load_defaults(CHART / schema.VALUES_FILE))
+        for ex in examples:
+            if any(p.severity == validate.ERROR for p in validate.validate_file(str(ex), opts)):
+                raise SystemExit(f"{ex}: validate failed")
+            text = render_text(RenderRequest(values_files=[ex], chart=CHART))
+            findings = audit.audit(manifests.parse_stream(text, "r"))
+            if any(f.severity == audit.ERROR for f in findings):
+                raise SystemExit(f"{ex}: audit failed")
+
+    return fn
 
 
-def measure(fn: Callable[[list[Path], Path], None], examples: list[Path],
-            repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            fn(examples, Path(tmp))
-            times.append(time.perf_counter() - start)
-    return times
+def tooling(repeat: int, examples: list[Path]) -> None:
+    base = Case("helm template (bare)", bare_helm(examples), [])
+    cli = Case("meshray validate+render+audit (CLI)", meshray_cli(examples), [])
+    api = Case("same through the API, one process", meshray_api(examples), [])
+    cases = [base, cli, api]
+    rounds(cases, repeat)
+    width = max(len(c.label) for c in cases)
+    print(f"2. {len(examples)} examples ({', '.join(p.stem for p in examples)}), "
+          f"{repeat} rounds")
+    for case in cases:
+        print(case.line(width))
+    print("   ratio to bare helm template (median/median):")
+    print(ratio_line(cli, base, 1.5, width))
+    print(ratio_line(api, base, None, width))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="repeats (best is reported)")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="measured rounds per case (median and min-max reported)")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="the chart to compare renders with (rendered with its defaults)")
+    parser.add_argument("--only", choices=("render", "tooling"),
+                        help="run one part only")
     parser.add_argument("examples", nargs="*", type=Path,
                         default=sorted((ROOT / "values-examples").glob("*.yaml")))
     args = parser.parse_args()
-    examples: list[Path] = args.examples
-    base = measure(baseline, examples, args.repeat)
-    ours = measure(meshray, examples, args.repeat)
-    api = measure(in_process, examples, args.repeat)
-    print(f"examples: {len(examples)} ({', '.join(p.stem for p in examples)})")
-    print(f"helm template (baseline):   best {min(base):.2f}s  median "
-          f"{statistics.median(base):.2f}s")
-    print(f"meshray validate+render+audit: best {min(ours):.2f}s  median "
-          f"{statistics.median(ours):.2f}s")
-    print(f"same through the API, one process: best {min(api):.2f}s  median "
-          f"{statistics.median(api):.2f}s")
-    print(f"ratio CLI/baseline (best/best): {min(ours) / min(base):.1f}x  "
-          f"(meshray renders each file twice: once in validate, once in render)")
-    print(f"ratio API/baseline (best/best): {min(api) / min(base):.1f}x")
+    if args.only != "tooling":
+        if not (args.baseline / "Chart.yaml").is_file():
+            raise SystemExit(f"no baseline chart at {args.baseline}")
+        with tempfile.TemporaryDirectory() as tmp:
+            chart_render(args.repeat, args.baseline, Path(tmp))
+    if args.only != "render":
+        tooling(args.repeat, args.examples)
     return 0
 
 
