@@ -1,0 +1,70 @@
+"""Fixtures of the cluster suite: one real control plane per KubeRay operator version.
+
+Each operator version gets its own etcd + kube-apiserver + controller-manager + operator (the
+CRDs differ) and its own kubelet stand-in. Tests take the version as a parameter; under
+pytest-xdist `--dist loadgroup` every test of one version runs in the same worker, so the two
+control planes run side by side, one per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "cluster"))
+
+from controlplane import ControlPlane, istio_crds, operator_module_dir  # noqa: E402
+from kubelet import Kubelet  # noqa: E402
+
+OPERATOR_VERSIONS = tuple(os.environ.get("MESHRAY_KUBERAY_VERSIONS", "v1.1.0 v1.6.2").split())
+CACHE = Path(os.environ.get("MESHRAY_CLUSTER_CACHE") or REPO / ".cache" / "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: needs the local control plane (make cluster-e2e)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/cluster/" not in str(item.fspath).replace(os.sep, "/"):
+            continue
+        item.add_marker(pytest.mark.cluster)
+        cs = getattr(item, "callspec", None)
+        version = cs.params.get("operator") if cs else None
+        item.add_marker(pytest.mark.xdist_group(name=f"kuberay-{version or 'none'}"))
+
+
+@pytest.fixture(scope="session", params=OPERATOR_VERSIONS)
+def operator(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Cluster:
+    def __init__(self, cp: ControlPlane, kubelet: Kubelet, version: str) -> None:
+        self.cp = cp
+        self.kubelet = kubelet
+        self.version = version
+        self.api = cp.api_client()
+        self.kubeconfig = cp.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def cluster(operator: str) -> Iterator[Cluster]:
+    cp = ControlPlane(
+        CACHE / f"run-{os.getpid()}-{operator}",
+        operator=operator,
+        operator_crds=operator_module_dir(operator) / "config" / "crd" / "bases",
+        extra_crds=istio_crds(),
+    )
+    cp.start()
+    kubelet = Kubelet(cp.api_client()).start()
+    try:
+        yield Cluster(cp, kubelet, operator)
+    finally:
+        kubelet.stop()
+        cp.stop()

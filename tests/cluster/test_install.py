@@ -1,0 +1,221 @@
+"""helm install of every values file on the real API server with the real KubeRay operator.
+
+For each operator version (one control plane each), with Helm 4 and Helm 3, the defaults,
+every values-examples/*.yaml and every charts/meshray/ci/*-values.yaml are installed, each in
+its own namespace, all at once. Then: the objects read back equal what helm sent, except the
+server and CRD defaults named in SERVER_DEFAULTS; the Pods the operator made pass the port
+oracle (oracle.py); the operator's own head Service is what REFERENCE §2 says; and helm
+uninstall leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import yaml
+from cases import CASES, namespace, value_args
+from conftest import Cluster
+from kube import HELMS, Helm, diff_paths, get_live, ray_pods, running, strip_server_fields, wait_for
+from kubernetes import client
+from oracle import check_cluster
+
+RELEASE = "mr"
+PARAMS = [(h, c) for h in HELMS for c in CASES]
+IDS = [f"{h}-{c}" for h, c in PARAMS]
+
+# Fields the API server or a CRD's defaults add to what helm sent, by kind. Each one is named
+# here with its reason; any other difference fails test_readback_equals_render.
+SERVER_DEFAULTS: dict[str, dict[str, str]] = {
+    "Service": {
+        ".spec.clusterIP": "allocated (or None kept) by the API server",
+        ".spec.clusterIPs": "allocated by the API server",
+        ".spec.ipFamilies": "the cluster's single-stack default",
+        ".spec.ipFamilyPolicy": "SingleStack default",
+        ".spec.internalTrafficPolicy": "Cluster default",
+        ".spec.sessionAffinity": "None default",
+        ".spec.type": "ClusterIP default",
+        ".spec.ports[].protocol": "TCP default",
+        ".spec.ports[].targetPort": "defaults to the port",
+    },
+    "RayCluster": {
+        ".spec.workerGroupSpecs[].numOfHosts": "KubeRay CRD default 1",
+    },
+}
+
+
+def _manifest(helm: Helm, ns: str) -> list[dict[str, Any]]:
+    out = helm.run("get", "manifest", RELEASE, "-n", ns).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _expected_pods(docs: list[dict[str, Any]]) -> dict[str, int]:
+    out = {}
+    for d in docs:
+        if d["kind"] == "RayCluster":
+            n = 1 + sum(int(g.get("replicas", 0)) * int(g.get("numOfHosts", 1))
+                        for g in d["spec"].get("workerGroupSpecs", []))
+            out[d["metadata"]["name"]] = n
+    return out
+
+
+class Installed:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.results: dict[tuple[str, str], Any] = {}
+        self.manifests: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+
+@pytest.fixture(scope="session")
+def installed(cluster: Cluster) -> Installed:
+    inst = Installed(cluster)
+
+    def one(key: tuple[str, str]) -> None:
+        helm_name, case = key
+        helm = Helm(HELMS[helm_name], cluster.kubeconfig)
+        ns = namespace(helm_name, case)
+        res = helm.run("install", RELEASE, str(helm_chart()), "-n", ns, "--create-namespace",
+                       *value_args(case, cluster.version), check=False)
+        inst.results[key] = res
+        if res.returncode == 0:
+            inst.manifests[key] = _manifest(helm, ns)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, PARAMS))
+    core = client.CoreV1Api(cluster.api)
+    for key, docs in inst.manifests.items():
+        ns = namespace(*key)
+        for name, n in _expected_pods(docs).items():
+            wait_for(f"{n} running pods of {ns}/{name}",
+                     lambda ns=ns, name=name, n=n: len(p := ray_pods(core, ns, name)) == n
+                     and running(p), timeout=120)
+    return inst
+
+
+def helm_chart() -> str:
+    from kube import CHART
+
+    return str(CHART)
+
+
+def _require(inst: Installed, key: tuple[str, str]) -> list[dict[str, Any]]:
+    res = inst.results[key]
+    assert res.returncode == 0, f"helm install failed:\n{res.stderr}"
+    return inst.manifests[key]
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_install_succeeds(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    kinds = {d["kind"] for d in docs}
+    assert {"RayCluster", "Service", "PeerAuthentication"} <= kinds
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_readback_equals_render(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    ns = namespace(helm, case)
+    problems = []
+    for d in docs:
+        live = strip_server_fields(get_live(installed.cluster.api, d, ns))
+        changed, added = diff_paths(d, live)
+        allowed = SERVER_DEFAULTS.get(d["kind"], {})
+        unexplained = sorted({a for a in added if a not in allowed})
+        ident = f"{d['kind']}/{d['metadata']['name']}"
+        problems += [f"{ident}: {c}" for c in changed]
+        problems += [f"{ident}: {a} added by the server (not a named default)" for a in unexplained]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_pods_match_services(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    core = client.CoreV1Api(installed.cluster.api)
+    ns = namespace(helm, case)
+    for name in _expected_pods(docs):
+        problems, starts = check_cluster(core, ns, name)
+        assert not problems, "\n".join(problems)
+        assert any(rs.head for rs in starts.values())
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_no_init_container(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    core = client.CoreV1Api(installed.cluster.api)
+    ns = namespace(helm, case)
+    wanted = {c["name"] for d in docs if d["kind"] == "RayCluster"
+              for t in [d["spec"]["headGroupSpec"]["template"]]
+              + [g["template"] for g in d["spec"].get("workerGroupSpecs", [])]
+              for c in t["spec"].get("initContainers", [])}
+    for pod in ray_pods(core, ns):
+        got = {c.name for c in pod.spec.init_containers or []}
+        assert got == wanted, f"{pod.metadata.name}: init containers {got}, chart's {wanted}"
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_operator_head_service(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    core = client.CoreV1Api(installed.cluster.api)
+    ns = namespace(helm, case)
+    for rc in (d for d in docs if d["kind"] == "RayCluster"):
+        name = rc["metadata"]["name"]
+        svc = core.read_namespaced_service(f"{name}-head-svc", ns)
+        headless = svc.spec.cluster_ip == "None"
+        # REFERENCE §2: ClusterIP in v1.1, headless since v1.2.
+        assert headless == (installed.cluster.version != "v1.1.0")
+        head = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        want = {p["containerPort"] for p in head.get("ports", [])}
+        got = {p.port: p.app_protocol for p in svc.spec.ports}
+        assert set(got) == want, f"head Service ports {sorted(got)}, head container {sorted(want)}"
+        assert set(got.values()) <= {"tcp"}, f"appProtocols {got} (kuberay#1946: all tcp)"
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_no_competing_worker_headless_service(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    core = client.CoreV1Api(installed.cluster.api)
+    ns = namespace(helm, case)
+    ours = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    for rc in (d for d in docs if d["kind"] == "RayCluster"):
+        name = rc["metadata"]["name"]
+        labelled = core.list_namespaced_service(
+            ns, label_selector=f"ray.io/headless-worker-svc={name}").items
+        assert [s.metadata.name for s in labelled] == [f"{name}-headless-svc"]
+        extra = [s.metadata.name for s in core.list_namespaced_service(ns).items
+                 if s.metadata.name not in ours and s.metadata.name != f"{name}-head-svc"]
+        assert not extra, f"Services neither ours nor the operator's head Service: {extra}"
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_uninstall_leaves_nothing(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    api = installed.cluster.api
+    ns = namespace(helm, case)
+    Helm(HELMS[helm], installed.cluster.kubeconfig).run("uninstall", RELEASE, "-n", ns)
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+
+    def leftovers() -> list[str]:
+        left = [f"Pod/{p.metadata.name}" for p in core.list_namespaced_pod(ns).items]
+        left += [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(ns).items]
+        left += [f"ConfigMap/{c.metadata.name}" for c in core.list_namespaced_config_map(ns).items
+                 if c.metadata.name != "kube-root-ca.crt"]
+        left += [f"Secret/{s.metadata.name}" for s in core.list_namespaced_secret(ns).items]
+        for group, version, plural in (("ray.io", "v1", "rayclusters"),
+                                       ("security.istio.io", "v1", "peerauthentications"),
+                                       ("security.istio.io", "v1", "authorizationpolicies"),
+                                       ("security.istio.io", "v1", "requestauthentications"),
+                                       ("networking.istio.io", "v1", "gateways"),
+                                       ("networking.istio.io", "v1", "virtualservices"),
+                                       ("networking.istio.io", "v1", "sidecars")):
+            items = custom.list_namespaced_custom_object(group, version, ns, plural)["items"]
+            left += [f"{plural}/{i['metadata']['name']}" for i in items]
+        for ing in client.NetworkingV1Api(api).list_namespaced_ingress(ns).items:
+            left.append(f"Ingress/{ing.metadata.name}")
+        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(ns).items
+        left += [f"EndpointSlice/{s.metadata.name}" for s in slices]
+        return left
+
+    wait_for(f"nothing left in {ns}", lambda: not leftovers(), timeout=60)
+    assert docs  # the release existed
