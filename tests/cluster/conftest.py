@@ -25,10 +25,6 @@ OPERATOR_VERSIONS = tuple(os.environ.get("MESHRAY_KUBERAY_VERSIONS", "v1.1.0 v1.
 CACHE = Path(os.environ.get("MESHRAY_CLUSTER_CACHE") or REPO / ".cache" / "cluster")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cluster: needs the local control plane (make cluster-e2e)")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" not in str(item.fspath).replace(os.sep, "/"):
