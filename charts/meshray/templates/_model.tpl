@@ -6,14 +6,16 @@ port list for each group, env block and Service).
 Helm gives every template of a chart the same .Values map, so the first template that needs
 the model builds it and keeps it there under the private key "_meshrayModel"; every later
 template reuses it. The key never reaches the output: no template prints .Values whole, helm
-keeps the rendered values out of the release record, and values.schema.json
-(additionalProperties: false) refuses it in a values file.
-Usage:
+neither prints nor stores the map templates render with (tests/test_render_model.py checks
+manifests, NOTES and --debug values), and values.schema.json (additionalProperties: false)
+refuses the key in a values file.
+Usage, at the top of a template:
   {{- include "meshray.model" . -}}
   {{- $m := .Values._meshrayModel -}}
 and pass $m on to helpers in their dict: (dict "ctx" $ "model" $m ...).
-Contents (see _ports.tpl): ports, workerPorts, workerProtocol, servicePorts, containerPorts, headPorts, pinned,
-env, podFqdn; groups, groupSources (below).
+Contents: ports, workerPorts, workerProtocol (meshray.model.ports); servicePorts,
+containerPorts, headPorts, pinned, env, podFqdn (meshray.model.portViews, both in _ports.tpl);
+groups, groupSources (meshray.model.groups, below).
 */}}
 {{- define "meshray.model" -}}
 {{- if not (hasKey .Values "_meshrayModel") -}}
