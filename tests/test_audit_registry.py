@@ -12,6 +12,7 @@ from test_audit_ingress import CASES as INGRESS
 from test_audit_inputs import CASES as INPUTS
 from test_audit_nodeip import CASES as NODEIP
 from test_audit_peerauth import CASES as PEERAUTH
+from test_audit_pods import CASES as PODS
 from test_audit_support import base, run
 from test_audit_versions import CASES as VERSIONS
 
@@ -32,6 +33,8 @@ PUBLISHED = [
     ("peerauth-permissive", "warning"), ("peerauth-none", "info"),
     ("ingress-service-missing", "error"), ("ingress-port-missing", "error"),
     ("ingress-protocol-mismatch", "error"), ("ingress-exposes-ray", "warning"),
+    ("pod-port-undeclared", "error"), ("pod-stale-flags", "error"), ("pod-node-ip", "error"),
+    ("pod-command-unreadable", "error"),
     ("duplicate-object", "info"),
 ]
 
@@ -51,5 +54,5 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + INGRESS + INPUTS
+    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + INGRESS + PODS + INPUTS
     assert {c for c, _, _ in cases} == set(CHECKS)

@@ -135,12 +135,28 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
 
         out.write(checks_table(audit.CHECKS))
         return OK
-    if not args.files:
-        raise UsageError("no input: give manifest files, directories or - for stdin")
-    if args.files.count(manifests.STDIN) > 1:
-        raise UsageError("stdin (-) can be read only once")
-    objs = manifests.load(args.files)
-    findings = audit.audit(objs, namespace=args.namespace, root_namespace=args.root_namespace)
+    namespace = args.namespace
+    if args.cluster:
+        if args.files:
+            raise UsageError("--cluster reads the live cluster: give no files with it")
+        from . import live
+
+        objs, namespace = live.read_cluster(args.namespace, args.kubeconfig, args.context,
+                                            args.root_namespace)
+        if args.format == "text":
+            print(f"read from namespace {namespace}: {live.objects_summary(objs) or 'nothing'}",
+                  file=sys.stderr)
+    else:
+        if args.kubeconfig or args.context:
+            raise UsageError("--kubeconfig and --context go with --cluster")
+        if not args.files:
+            raise UsageError("no input: give manifest files, directories or - for stdin "
+                             "(or --cluster)")
+        if args.files.count(manifests.STDIN) > 1:
+            raise UsageError("stdin (-) can be read only once")
+        objs = manifests.load(args.files)
+    findings = audit.audit(objs, namespace=namespace or "default",
+                           root_namespace=args.root_namespace)
     shown = audit.at_least(findings, args.min_severity)
     if args.format == "json":
         out.write(audit.to_json(shown) + "\n")
@@ -309,8 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every check with its severity (Markdown table) and exit")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default: %(default)s)")
-    p.add_argument("-n", "--namespace", default="default",
-                   help="namespace of objects that set none (default: %(default)s)")
+    p.add_argument("-n", "--namespace", default=None,
+                   help="namespace of objects that set none; with --cluster, the namespace to "
+                   "read (default: default, or the kubeconfig context's namespace)")
+    p.add_argument("--cluster", action="store_true",
+                   help="audit the live objects of a running cluster (Services, RayClusters, "
+                   "the Ray Pods' actual command lines, Ingresses, PeerAuthentications) "
+                   "instead of files; needs pip install 'meshray[cluster]'")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file for --cluster")
+    p.add_argument("--context", default=None, help="kubeconfig context for --cluster")
     p.add_argument("--root-namespace", default="istio-system",
                    help="Istio root namespace (default: %(default)s)")
     p.add_argument("--min-severity", choices=("error", "warning", "info"), default="info",

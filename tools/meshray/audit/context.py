@@ -20,6 +20,7 @@ class Context:
     services: list[Service] = field(default_factory=list)
     peerauths: list[Manifest] = field(default_factory=list)
     ingresses: list[Manifest] = field(default_factory=list)
+    pods: list[Manifest] = field(default_factory=list)  # running Ray Pods (audit --cluster)
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from ..manifests import Manifest
 from ..raymodel import cluster_from, is_raycluster
 from ..services import Service, is_service
-from . import ingress, inputs, registry
+from . import ingress, inputs, pods, registry
 from .context import Context
 from .findings import RANK, Finding
 
@@ -26,6 +26,8 @@ def audit(manifests: Sequence[Manifest], namespace: str = "default",
             ctx.peerauths.append(m)
         elif ingress.is_ingress(m):
             ctx.ingresses.append(m)
+        elif pods.is_ray_pod(m):
+            ctx.pods.append(m)
     for c, m in ctx.clusters:
         for check in registry.PER_CLUSTER:
             check(ctx, c, m)
