@@ -10,8 +10,12 @@ from kube import REPO
 CHART = REPO / "charts" / "meshray"
 CASES: dict[str, Path | None] = {"defaults": None}
 CASES.update({f"ex-{p.stem}": p for p in sorted((REPO / "values-examples").glob("*.yaml"))})
-CASES.update({f"ci-{p.name.removesuffix('-values.yaml')}": p
-              for p in sorted((CHART / "ci").glob("*-values.yaml"))})
+CASES.update(
+    {
+        f"ci-{p.name.removesuffix('-values.yaml')}": p
+        for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    }
+)
 
 # Values an operator version needs: KubeRay < 1.6 has no spec.upgradeStrategy in its CRD, and
 # Helm 4's server-side apply refuses unknown fields (test_upgrade shows it).

@@ -27,8 +27,9 @@ HELMS = {
 T = TypeVar("T")
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60.0,
-             interval: float = 0.25) -> T:
+def wait_for(
+    what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25
+) -> T:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -39,8 +40,9 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60.0,
         except (ApiException, AssertionError, ValueError) as e:
             last = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         + (f": {last}" if last else ""))
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else "")
+    )
 
 
 @dataclass
@@ -48,24 +50,42 @@ class Helm:
     binary: str
     kubeconfig: Path
 
-    def run(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HELM_CACHE_HOME": "/tmp/helm-cache",
-               "HELM_CONFIG_HOME": "/tmp/helm-config", "HELM_DATA_HOME": "/tmp/helm-data"}
-        res = subprocess.run([self.binary, *args], capture_output=True, text=True, env=env,
-                             timeout=timeout, check=False)
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": "/tmp/helm-cache",
+            "HELM_CONFIG_HOME": "/tmp/helm-config",
+            "HELM_DATA_HOME": "/tmp/helm-data",
+        }
+        res = subprocess.run(
+            [self.binary, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
         if check and res.returncode != 0:
-            raise AssertionError(f"{Path(self.binary).name} {' '.join(args)} failed "
-                                 f"({res.returncode}):\n{res.stderr}{res.stdout[-2000:]}")
+            raise AssertionError(
+                f"{Path(self.binary).name} {' '.join(args)} failed "
+                f"({res.returncode}):\n{res.stderr}{res.stdout[-2000:]}"
+            )
         return res
 
-    def install(self, release: str, ns: str, *values: str, check: bool = True,
-                extra: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
+    def install(
+        self, release: str, ns: str, *values: str, check: bool = True, extra: Iterable[str] = ()
+    ) -> subprocess.CompletedProcess[str]:
         args = ["install", release, str(CHART), "-n", ns, "--create-namespace"]
         for v in values:
             args += ["-f", v]
         return self.run(*args, *extra, check=check)
 
-    def template(self, release: str, ns: str, *values: str, extra: Iterable[str] = ()) -> list[dict[str, Any]]:
+    def template(
+        self, release: str, ns: str, *values: str, extra: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
         args = ["template", release, str(CHART), "-n", ns]
         for v in values:
             args += ["-f", v]
@@ -84,8 +104,14 @@ def get_live(api: Any, obj: dict[str, Any], ns: str) -> dict[str, Any]:
     return dict(got.to_dict())
 
 
-SERVER_METADATA = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation",
-                   "selfLink")
+SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+)
 HELM_METADATA = {"annotations": ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")}
 
 
@@ -128,8 +154,11 @@ def strip_server_fields(live: dict[str, Any]) -> dict[str, Any]:
     md = dict(live.get("metadata", {}))
     for k in SERVER_METADATA:
         md.pop(k, None)
-    ann = {k: v for k, v in (md.get("annotations") or {}).items()
-           if k not in HELM_METADATA["annotations"]}
+    ann = {
+        k: v
+        for k, v in (md.get("annotations") or {}).items()
+        if k not in HELM_METADATA["annotations"]
+    }
     if ann:
         md["annotations"] = ann
     else:
@@ -160,16 +189,29 @@ def live_services(core: client.CoreV1Api, ns: str) -> list[LiveService]:
             # A Service port is what other pods dial; the pod listens on the targetPort.
             target = p.target_port
             number = target if isinstance(target, int) else p.port
-            ports[int(number)] = {"name": p.name, "appProtocol": p.app_protocol, "port": p.port,
-                                  "targetPort": target}
-        out.append(LiveService(s.metadata.name, s.spec.cluster_ip == "None",
-                               dict(s.spec.selector or {}), ports, dict(s.metadata.labels or {})))
+            ports[int(number)] = {
+                "name": p.name,
+                "appProtocol": p.app_protocol,
+                "port": p.port,
+                "targetPort": target,
+            }
+        out.append(
+            LiveService(
+                s.metadata.name,
+                s.spec.cluster_ip == "None",
+                dict(s.spec.selector or {}),
+                ports,
+                dict(s.metadata.labels or {}),
+            )
+        )
     return out
 
 
 def resolve_named_target(pod: Any, svc: LiveService) -> dict[int, dict[str, Any]]:
     """Service ports whose targetPort is a name resolve to the pod's containerPort of that name."""
-    named = {p.name: p.container_port for c in pod.spec.containers for p in (c.ports or []) if p.name}
+    named = {
+        p.name: p.container_port for c in pod.spec.containers for p in (c.ports or []) if p.name
+    }
     out: dict[int, dict[str, Any]] = {}
     for num, info in svc.ports.items():
         t = info["targetPort"]
@@ -193,5 +235,7 @@ def ray_pods(core: client.CoreV1Api, ns: str, cluster: str | None = None) -> lis
 
 
 def running(pods: list[Any]) -> bool:
-    return bool(pods) and all(p.status.phase == "Running" and p.status.pod_ip
-                              and not p.metadata.deletion_timestamp for p in pods)
+    return bool(pods) and all(
+        p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp
+        for p in pods
+    )

@@ -16,13 +16,20 @@ from kube import LiveService, live_services, pod_fqdn, ray_pods, resolve_named_t
 from kubernetes import client
 from podcmd import RayStart, listening_ports, ray_start
 
-NODE_FLAGS = ("node-manager-port", "object-manager-port", "runtime-env-agent-port",
-              "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "metrics-export-port")
+NODE_FLAGS = (
+    "node-manager-port",
+    "object-manager-port",
+    "runtime-env-agent-port",
+    "dashboard-agent-grpc-port",
+    "dashboard-agent-listen-port",
+    "metrics-export-port",
+)
 HEAD_FLAGS = ("port", "dashboard-port", "ray-client-server-port")
 
 
-def check_cluster(core: client.CoreV1Api, ns: str, cluster: str,
-                  domain: str = "cluster.local") -> tuple[list[str], dict[str, RayStart]]:
+def check_cluster(
+    core: client.CoreV1Api, ns: str, cluster: str, domain: str = "cluster.local"
+) -> tuple[list[str], dict[str, RayStart]]:
     problems: list[str] = []
     pods = ray_pods(core, ns, cluster)
     if not pods:
@@ -45,7 +52,8 @@ def check_cluster(core: client.CoreV1Api, ns: str, cluster: str,
             if flag not in rs.params:
                 problems.append(f"{name}: --{flag} not set: Ray picks a random port")
         if "worker-port-list" not in rs.params and not (
-                "min-worker-port" in rs.params and "max-worker-port" in rs.params):
+            "min-worker-port" in rs.params and "max-worker-port" in rs.params
+        ):
             problems.append(f"{name}: no worker port range: Ray uses 10002-19999")
         selecting = [s for s in svcs if s.selects(pod)]
         declared: dict[int, tuple[str, dict[str, Any]]] = {}
@@ -57,33 +65,41 @@ def check_cluster(core: client.CoreV1Api, ns: str, cluster: str,
         used |= set(listen)
         for port, why in sorted(listen.items()):
             if port not in declared:
-                problems.append(f"{name}: listens on {port} ({why}) but no Service selecting it "
-                                f"declares that port")
+                problems.append(
+                    f"{name}: listens on {port} ({why}) but no Service selecting it "
+                    f"declares that port"
+                )
         problems += _check_node_ip(pod, rs, selecting, ns, domain, fqdn_services)
         if not rs.head:
             problems += _check_address(rs, svcs, ns, domain)
     if len(fqdn_services) > 1:
         problems.append(f"pods use FQDNs under different Services: {sorted(fqdn_services)}")
     for port in sorted(declared_all - used):
-        problems.append(f"port {port} is declared by a Service selecting the Ray pods but no "
-                        f"pod listens on it")
+        problems.append(
+            f"port {port} is declared by a Service selecting the Ray pods but no pod listens on it"
+        )
     return problems, starts
 
 
-def _check_node_ip(pod: Any, rs: RayStart, selecting: list[LiveService], ns: str, domain: str,
-                   seen: set[str]) -> list[str]:
+def _check_node_ip(
+    pod: Any, rs: RayStart, selecting: list[LiveService], ns: str, domain: str, seen: set[str]
+) -> list[str]:
     value = rs.params.get("node-ip-address")
     name = pod.metadata.name
     if not value:
-        return [f"{name}: no node-ip-address: Ray advertises the pod IP, which Istio routes "
-                f"to plaintext passthrough"]
+        return [
+            f"{name}: no node-ip-address: Ray advertises the pod IP, which Istio routes "
+            f"to plaintext passthrough"
+        ]
     for s in selecting:
         if s.headless and value == pod_fqdn(pod, s, ns, domain):
             seen.add(s.name)
             return []
-    return [f"{name}: node-ip-address {value!r} is not the pod's FQDN under a headless "
-            f"Service selecting it (pod IP {pod.status.pod_ip}, headless Services "
-            f"{[s.name for s in selecting if s.headless]})"]
+    return [
+        f"{name}: node-ip-address {value!r} is not the pod's FQDN under a headless "
+        f"Service selecting it (pod IP {pod.status.pod_ip}, headless Services "
+        f"{[s.name for s in selecting if s.headless]})"
+    ]
 
 
 def _check_address(rs: RayStart, svcs: list[LiveService], ns: str, domain: str) -> list[str]:

@@ -21,6 +21,7 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -49,8 +50,17 @@ def _field_ref(pod: Any, path: str) -> str:
 
 
 def _quantity(value: str) -> float:
-    suffixes = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024,
-                "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+    suffixes = {
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 1024,
+        "Mi": 1024**2,
+        "Gi": 1024**3,
+        "Ti": 1024**4,
+    }
     for s in sorted(suffixes, key=len, reverse=True):
         if value.endswith(s):
             return float(value[: -len(s)]) * suffixes[s]
@@ -145,14 +155,21 @@ def ray_start(core: client.CoreV1Api, pod: Any) -> RayStart:
     script = rest[0]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "argv")
-        prelude = (f"ray() {{ printf '%s\\0' \"$@\" >> {out}; printf '\\1\\0' >> {out}; }}; "
-                   "ulimit() { :; }; ")
-        res = subprocess.run(["bash", "--noprofile", "--norc", "-c", prelude + script],
-                             env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
-                             text=True, timeout=20, check=False)
+        prelude = (
+            f"ray() {{ printf '%s\\0' \"$@\" >> {out}; printf '\\1\\0' >> {out}; }}; "
+            "ulimit() { :; }; "
+        )
+        res = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", prelude + script],
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
         if res.returncode != 0:
             raise ValueError(f"{pod.metadata.name}: bash failed ({res.returncode}): {res.stderr}")
-        raw = open(out, "rb").read().decode() if os.path.exists(out) else ""
+        raw = Path(out).read_bytes().decode() if os.path.exists(out) else ""
     calls = [c.split("\0")[:-1] for c in raw.split("\1\0") if c]
     starts = [c for c in calls if c and c[0] == "start"]
     if len(starts) != 1:
@@ -176,11 +193,24 @@ def ray_start(core: client.CoreV1Api, pod: Any) -> RayStart:
 
 
 # Port-carrying flags of `ray start` and the env vars Ray reads a port from (REFERENCE §1).
-PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "node-manager-port",
-              "object-manager-port", "runtime-env-agent-port", "dashboard-agent-grpc-port",
-              "dashboard-agent-listen-port", "metrics-export-port", "dashboard-grpc-port")
-PORT_ENVS = ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT", "RAY_SERVE_DEFAULT_HTTP_PORT",
-             "RAY_SERVE_DEFAULT_GRPC_PORT")
+PORT_FLAGS = (
+    "port",
+    "dashboard-port",
+    "ray-client-server-port",
+    "node-manager-port",
+    "object-manager-port",
+    "runtime-env-agent-port",
+    "dashboard-agent-grpc-port",
+    "dashboard-agent-listen-port",
+    "metrics-export-port",
+    "dashboard-grpc-port",
+)
+PORT_ENVS = (
+    "AUTOSCALER_METRIC_PORT",
+    "DASHBOARD_METRIC_PORT",
+    "RAY_SERVE_DEFAULT_HTTP_PORT",
+    "RAY_SERVE_DEFAULT_GRPC_PORT",
+)
 HEAD_ONLY_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "dashboard-grpc-port")
 HEAD_ONLY_ENVS = ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT")
 
@@ -199,8 +229,10 @@ def listening_ports(rs: RayStart) -> dict[int, str]:
         for p in rs.params["worker-port-list"].split(","):
             ports[int(p)] = "worker"
     else:
-        lo, hi = int(rs.params.get("min-worker-port", 10002)), int(
-            rs.params.get("max-worker-port", 19999))
+        lo, hi = (
+            int(rs.params.get("min-worker-port", 10002)),
+            int(rs.params.get("max-worker-port", 19999)),
+        )
         for p in range(lo, hi + 1):
             ports[p] = "worker"
     return ports

@@ -54,8 +54,10 @@ def _expected_pods(docs: list[dict[str, Any]]) -> dict[str, int]:
     out = {}
     for d in docs:
         if d["kind"] == "RayCluster":
-            n = 1 + sum(int(g.get("replicas", 0)) * int(g.get("numOfHosts", 1))
-                        for g in d["spec"].get("workerGroupSpecs", []))
+            n = 1 + sum(
+                int(g.get("replicas", 0)) * int(g.get("numOfHosts", 1))
+                for g in d["spec"].get("workerGroupSpecs", [])
+            )
             out[d["metadata"]["name"]] = n
     return out
 
@@ -75,8 +77,16 @@ def installed(cluster: Cluster) -> Installed:
         helm_name, case = key
         helm = Helm(HELMS[helm_name], cluster.kubeconfig)
         ns = namespace(helm_name, case)
-        res = helm.run("install", RELEASE, str(helm_chart()), "-n", ns, "--create-namespace",
-                       *value_args(case, cluster.version), check=False)
+        res = helm.run(
+            "install",
+            RELEASE,
+            str(helm_chart()),
+            "-n",
+            ns,
+            "--create-namespace",
+            *value_args(case, cluster.version),
+            check=False,
+        )
         inst.results[key] = res
         if res.returncode == 0:
             inst.manifests[key] = _manifest(helm, ns)
@@ -87,9 +97,13 @@ def installed(cluster: Cluster) -> Installed:
     for key, docs in inst.manifests.items():
         ns = namespace(*key)
         for name, n in _expected_pods(docs).items():
-            wait_for(f"{n} running pods of {ns}/{name}",
-                     lambda ns=ns, name=name, n=n: len(p := ray_pods(core, ns, name)) == n
-                     and running(p), timeout=120)
+            wait_for(
+                f"{n} running pods of {ns}/{name}",
+                lambda ns=ns, name=name, n=n: (
+                    len(p := ray_pods(core, ns, name)) == n and running(p)
+                ),
+                timeout=120,
+            )
     return inst
 
 
@@ -144,10 +158,14 @@ def test_no_init_container(installed: Installed, helm: str, case: str) -> None:
     docs = _require(installed, (helm, case))
     core = client.CoreV1Api(installed.cluster.api)
     ns = namespace(helm, case)
-    wanted = {c["name"] for d in docs if d["kind"] == "RayCluster"
-              for t in [d["spec"]["headGroupSpec"]["template"]]
-              + [g["template"] for g in d["spec"].get("workerGroupSpecs", [])]
-              for c in t["spec"].get("initContainers", [])}
+    wanted = {
+        c["name"]
+        for d in docs
+        if d["kind"] == "RayCluster"
+        for t in [d["spec"]["headGroupSpec"]["template"]]
+        + [g["template"] for g in d["spec"].get("workerGroupSpecs", [])]
+        for c in t["spec"].get("initContainers", [])
+    }
     for pod in ray_pods(core, ns):
         got = {c.name for c in pod.spec.init_containers or []}
         assert got == wanted, f"{pod.metadata.name}: init containers {got}, chart's {wanted}"
@@ -180,10 +198,14 @@ def test_no_competing_worker_headless_service(installed: Installed, helm: str, c
     for rc in (d for d in docs if d["kind"] == "RayCluster"):
         name = rc["metadata"]["name"]
         labelled = core.list_namespaced_service(
-            ns, label_selector=f"ray.io/headless-worker-svc={name}").items
+            ns, label_selector=f"ray.io/headless-worker-svc={name}"
+        ).items
         assert [s.metadata.name for s in labelled] == [f"{name}-headless-svc"]
-        extra = [s.metadata.name for s in core.list_namespaced_service(ns).items
-                 if s.metadata.name not in ours and s.metadata.name != f"{name}-head-svc"]
+        extra = [
+            s.metadata.name
+            for s in core.list_namespaced_service(ns).items
+            if s.metadata.name not in ours and s.metadata.name != f"{name}-head-svc"
+        ]
         assert not extra, f"Services neither ours nor the operator's head Service: {extra}"
 
 
@@ -199,16 +221,21 @@ def test_uninstall_leaves_nothing(installed: Installed, helm: str, case: str) ->
     def leftovers() -> list[str]:
         left = [f"Pod/{p.metadata.name}" for p in core.list_namespaced_pod(ns).items]
         left += [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(ns).items]
-        left += [f"ConfigMap/{c.metadata.name}" for c in core.list_namespaced_config_map(ns).items
-                 if c.metadata.name != "kube-root-ca.crt"]
+        left += [
+            f"ConfigMap/{c.metadata.name}"
+            for c in core.list_namespaced_config_map(ns).items
+            if c.metadata.name != "kube-root-ca.crt"
+        ]
         left += [f"Secret/{s.metadata.name}" for s in core.list_namespaced_secret(ns).items]
-        for group, version, plural in (("ray.io", "v1", "rayclusters"),
-                                       ("security.istio.io", "v1", "peerauthentications"),
-                                       ("security.istio.io", "v1", "authorizationpolicies"),
-                                       ("security.istio.io", "v1", "requestauthentications"),
-                                       ("networking.istio.io", "v1", "gateways"),
-                                       ("networking.istio.io", "v1", "virtualservices"),
-                                       ("networking.istio.io", "v1", "sidecars")):
+        for group, version, plural in (
+            ("ray.io", "v1", "rayclusters"),
+            ("security.istio.io", "v1", "peerauthentications"),
+            ("security.istio.io", "v1", "authorizationpolicies"),
+            ("security.istio.io", "v1", "requestauthentications"),
+            ("networking.istio.io", "v1", "gateways"),
+            ("networking.istio.io", "v1", "virtualservices"),
+            ("networking.istio.io", "v1", "sidecars"),
+        ):
             items = custom.list_namespaced_custom_object(group, version, ns, plural)["items"]
             left += [f"{plural}/{i['metadata']['name']}" for i in items]
         for ing in client.NetworkingV1Api(api).list_namespaced_ingress(ns).items:

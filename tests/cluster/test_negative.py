@@ -38,14 +38,20 @@ def _apply(cluster: Cluster, ns: str, docs: list[dict[str, Any]]) -> str:
     name = next(doc["metadata"]["name"] for doc in docs if doc["kind"] == "RayCluster")
     rc = next(doc for doc in docs if doc["kind"] == "RayCluster")
     n = 1 + sum(int(g["replicas"]) for g in rc["spec"]["workerGroupSpecs"])
-    wait_for(f"{n} running pods in {ns}",
-             lambda: len(p := ray_pods(core, ns, name)) == n and running(p), timeout=90)
+    wait_for(
+        f"{n} running pods in {ns}",
+        lambda: len(p := ray_pods(core, ns, name)) == n and running(p),
+        timeout=90,
+    )
     return name
 
 
 def _drop_service_port(docs: list[dict[str, Any]]) -> None:
-    svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith(
-        "-headless-svc"))
+    svc = next(
+        d
+        for d in docs
+        if d["kind"] == "Service" and d["metadata"]["name"].endswith("-headless-svc")
+    )
     svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["port"] != 6381]
 
 
@@ -58,13 +64,18 @@ def _unchanged(docs: list[dict[str, Any]]) -> None:
     return None
 
 
-@pytest.mark.parametrize(("label", "mutate", "expect"), [
-    ("as-rendered", _unchanged, None),
-    ("service-drops-6381", _drop_service_port, "listens on 6381 (object-manager-port)"),
-    ("flags-disagree", _disagreeing_flags, "listens on 10052 (worker)"),
-], ids=["as-rendered", "service-drops-6381", "flags-disagree"])
-def test_oracle_fails_when_the_invariant_breaks(cluster: Cluster, label: str, mutate: Mutator,
-                                                expect: str | None) -> None:
+@pytest.mark.parametrize(
+    ("label", "mutate", "expect"),
+    [
+        ("as-rendered", _unchanged, None),
+        ("service-drops-6381", _drop_service_port, "listens on 6381 (object-manager-port)"),
+        ("flags-disagree", _disagreeing_flags, "listens on 10052 (worker)"),
+    ],
+    ids=["as-rendered", "service-drops-6381", "flags-disagree"],
+)
+def test_oracle_fails_when_the_invariant_breaks(
+    cluster: Cluster, label: str, mutate: Mutator, expect: str | None
+) -> None:
     ns = f"neg-{label}"
     docs = copy.deepcopy(_render(cluster, ns))
     mutate(docs)
@@ -85,13 +96,18 @@ def test_default_operator_injects_wait_gcs_ready_and_notes_say_so(cluster: Clust
         helm = Helm(HELMS["helm4"], cluster.kubeconfig)
         ns = "default-operator"
         sets = [a for s in OPERATOR_SETS.get(cluster.version, ()) for a in ("--set", s)]
-        res = helm.run("install", "dflt", str(helm_chart()), "-n", ns, "--create-namespace",
-                       *sets)
+        res = helm.run("install", "dflt", str(helm_chart()), "-n", ns, "--create-namespace", *sets)
         assert "ENABLE_INIT_CONTAINER_INJECTION=false" in res.stdout
         core = client.CoreV1Api(cluster.api)
-        pods = wait_for("the worker pod", lambda: [
-            p for p in ray_pods(core, ns) if p.metadata.labels.get("ray.io/node-type") == "worker"],
-            timeout=60)
+        pods = wait_for(
+            "the worker pod",
+            lambda: [
+                p
+                for p in ray_pods(core, ns)
+                if p.metadata.labels.get("ray.io/node-type") == "worker"
+            ],
+            timeout=60,
+        )
         inits = [c.name for c in pods[0].spec.init_containers or []]
         assert "wait-gcs-ready" in inits, inits
         helm.run("uninstall", "dflt", "-n", ns)

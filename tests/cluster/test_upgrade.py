@@ -22,8 +22,11 @@ from oracle import check_cluster
 
 RELEASE = "up"
 SHIFT = ("ports.minWorkerPort=10102", "ports.maxWorkerPort=10151")
-ADD_GROUP = ("workerGroups.extra.replicas=1", "workerGroups.extra.minReplicas=0",
-             "workerGroups.extra.maxReplicas=2")
+ADD_GROUP = (
+    "workerGroups.extra.replicas=1",
+    "workerGroups.extra.minReplicas=0",
+    "workerGroups.extra.maxReplicas=2",
+)
 SERVE = ("serve.enabled=true",)
 
 
@@ -45,16 +48,27 @@ class Upgrader:
         self.name = f"{RELEASE}-meshray"
 
     def install(self) -> None:
-        self.helm.run("install", RELEASE, str(CHART), "-n", self.ns, "--create-namespace",
-                      *self.base)
+        self.helm.run(
+            "install", RELEASE, str(CHART), "-n", self.ns, "--create-namespace", *self.base
+        )
 
     def upgrade(self, *groups: tuple[str, ...], check: bool = True) -> Any:
-        return self.helm.run("upgrade", RELEASE, str(CHART), "-n", self.ns, "--reset-values",
-                             *self.base, *_sets(*groups), check=check)
+        return self.helm.run(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "-n",
+            self.ns,
+            "--reset-values",
+            *self.base,
+            *_sets(*groups),
+            check=check,
+        )
 
     def expected_pods(self) -> int:
         rc = client.CustomObjectsApi(self.cluster.api).get_namespaced_custom_object(
-            "ray.io", "v1", self.ns, "rayclusters", self.name)
+            "ray.io", "v1", self.ns, "rayclusters", self.name
+        )
         return 1 + sum(int(g.get("replicas", 0)) for g in rc["spec"].get("workerGroupSpecs", []))
 
     def pods(self) -> list[Any]:
@@ -86,12 +100,14 @@ class Upgrader:
     def delete_pods(self) -> None:
         """The remedy the chart prints for operators without Recreate."""
         self.core.delete_collection_namespaced_pod(
-            self.ns, label_selector=f"ray.io/cluster={self.name}")
+            self.ns, label_selector=f"ray.io/cluster={self.name}"
+        )
 
 
 @pytest.mark.parametrize("helm_name", list(HELMS))
-def test_upgrade_and_rollback_keep_pods_on_the_service_ports(cluster: Cluster,
-                                                             helm_name: str) -> None:
+def test_upgrade_and_rollback_keep_pods_on_the_service_ports(
+    cluster: Cluster, helm_name: str
+) -> None:
     u = Upgrader(cluster, helm_name)
     u.install()
     assert u.settled() == []
@@ -140,6 +156,7 @@ def test_upgrade_strategy_needs_kuberay_1_6(cluster: Cluster) -> None:
         return
     assert res.returncode == 0, res.stderr
     rc = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
-        "ray.io", "v1", ns, "rayclusters", "strat-meshray")
+        "ray.io", "v1", ns, "rayclusters", "strat-meshray"
+    )
     assert rc["spec"]["upgradeStrategy"] == {"type": "Recreate"}
     helm.run("uninstall", "strat", "-n", ns)

@@ -67,20 +67,68 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_certs(d: Path) -> None:
     """CA, apiserver serving cert, an admin client cert (system:masters), SA signing keys."""
     d.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
-             "-subj", "/CN=meshray-local-ca", cwd=d)
-    sans = ("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,"
-            "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-            "extendedKeyUsage=serverAuth\n")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "7",
+        "-subj",
+        "/CN=meshray-local-ca",
+        cwd=d,
+    )
+    sans = (
+        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
     (d / "server.ext").write_text(sans)
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subj, ext in (("apiserver", "/CN=kube-apiserver", "server.ext"),
-                            ("admin", "/O=system:masters/CN=meshray-admin", "client.ext")):
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "7", "-extfile", ext, "-out", f"{name}.crt", cwd=d)
+    for name, subj, ext in (
+        ("apiserver", "/CN=kube-apiserver", "server.ext"),
+        ("admin", "/O=system:masters/CN=meshray-admin", "client.ext"),
+    ):
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subj,
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "7",
+            "-extfile",
+            ext,
+            "-out",
+            f"{name}.crt",
+            cwd=d,
+        )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -89,13 +137,27 @@ def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "meshray-local", "cluster": {
-            "server": server, "certificate-authority": str(certs / "ca.crt")}}],
-        "users": [{"name": "meshray-admin", "user": {
-            "client-certificate": str(certs / "admin.crt"),
-            "client-key": str(certs / "admin.key")}}],
-        "contexts": [{"name": "meshray-local", "context": {
-            "cluster": "meshray-local", "user": "meshray-admin"}}],
+        "clusters": [
+            {
+                "name": "meshray-local",
+                "cluster": {"server": server, "certificate-authority": str(certs / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "meshray-admin",
+                "user": {
+                    "client-certificate": str(certs / "admin.crt"),
+                    "client-key": str(certs / "admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "meshray-local",
+                "context": {"cluster": "meshray-local", "user": "meshray-admin"},
+            }
+        ],
         "current-context": "meshray-local",
     }
     path.write_text(json.dumps(cfg, indent=2))
@@ -121,7 +183,8 @@ class ControlPlane:
     operator_crds: Path | None = None
     extra_crds: Sequence[Path] = ()
     operator_env: dict[str, str] = field(
-        default_factory=lambda: {"ENABLE_INIT_CONTAINER_INJECTION": "false"})
+        default_factory=lambda: {"ENABLE_INIT_CONTAINER_INJECTION": "false"}
+    )
     die_with_parent: bool = True
     procs: list[Proc] = field(default_factory=list)
 
@@ -143,18 +206,25 @@ class ControlPlane:
         log = self.logs / f"{name}.log"
         full_env = {**os.environ, **(env or {})}
         with open(log, "ab") as out:
-            popen = subprocess.Popen(  # noqa: S603 - our own binaries
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=full_env, cwd=self.workdir, start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None)
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
+            )
         p = Proc(name, argv, env or {}, log, popen)
         self.procs.append(p)
         self._write_pids()
         return p
 
     def _write_pids(self) -> None:
-        data = [{"name": p.name, "pid": p.popen.pid, "exe": p.argv[0]}
-                for p in self.procs if p.popen]
+        data = [
+            {"name": p.name, "pid": p.popen.pid, "exe": p.argv[0]} for p in self.procs if p.popen
+        ]
         (self.workdir / "pids.json").write_text(json.dumps(data, indent=1))
 
     def _wait(self, what: str, probe: Any, timeout: float, proc: Proc) -> None:
@@ -163,13 +233,15 @@ class ControlPlane:
             if proc.popen and proc.popen.poll() is not None:
                 raise ControlPlaneError(
                     f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
-                    f"log: {proc.log}\n{_tail(proc.log)}")
+                    f"log: {proc.log}\n{_tail(proc.log)}"
+                )
             with contextlib.suppress(Exception):
                 if probe():
                     return
             time.sleep(0.2)
-        raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}; "
-                                f"log: {proc.log}\n{_tail(proc.log)}")
+        raise ControlPlaneError(
+            f"timed out after {timeout:.0f}s waiting for {what}; log: {proc.log}\n{_tail(proc.log)}"
+        )
 
     # ---- start ---------------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> ControlPlane:
@@ -178,8 +250,12 @@ class ControlPlane:
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
         make_certs(self.certs)
-        steps = [self._start_etcd, self._start_apiserver, self._start_controller_manager,
-                 self._bootstrap] + ([self._start_operator] if self.operator else [])
+        steps = [
+            self._start_etcd,
+            self._start_apiserver,
+            self._start_controller_manager,
+            self._bootstrap,
+        ] + ([self._start_operator] if self.operator else [])
         self.timings: dict[str, float] = {}
         try:
             for step in steps:
@@ -198,38 +274,66 @@ class ControlPlane:
         client, peer = free_port(), free_port()
         # etcd data on tmpfs when there is one: fsync on a 2-core VM disk makes writes slow.
         shm = Path("/dev/shm")
-        data = (shm / f"meshray-etcd-{os.getpid()}-{client}") if shm.is_dir() else (
-            self.workdir / "etcd")
+        data = (
+            (shm / f"meshray-etcd-{os.getpid()}-{client}")
+            if shm.is_dir()
+            else (self.workdir / "etcd")
+        )
         (self.workdir / "etcd-data").write_text(str(data))
         self.etcd_url = f"http://127.0.0.1:{client}"
-        p = self._spawn("etcd", [
-            etcd, "--name", "meshray", "--data-dir", str(data),
-            "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"meshray=http://127.0.0.1:{peer}",
-            "--log-level", "warn"], env={"ETCD_UNSUPPORTED_ARCH": ""})
+        p = self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name",
+                "meshray",
+                "--data-dir",
+                str(data),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"meshray=http://127.0.0.1:{peer}",
+                "--log-level",
+                "warn",
+            ],
+            env={"ETCD_UNSUPPORTED_ARCH": ""},
+        )
         self._wait("etcd health", lambda: _http_ok(f"{self.etcd_url}/health"), timeout, p)
 
     def _start_apiserver(self, timeout: float) -> None:
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
         c = self.certs
-        p = self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port}", f"--cert-dir={c}",
-            f"--tls-cert-file={c / 'apiserver.crt'}", f"--tls-private-key-file={c / 'apiserver.key'}",
-            f"--client-ca-file={c / 'ca.crt'}",
-            f"--service-account-key-file={c / 'sa.pub'}",
-            f"--service-account-signing-key-file={c / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode=Node,RBAC",
-            # The default reconciler refuses a loopback advertise address.
-            "--endpoint-reconciler-type=none",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true", "--profiling=false", "--v=1"])
+        p = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={c}",
+                f"--tls-cert-file={c / 'apiserver.crt'}",
+                f"--tls-private-key-file={c / 'apiserver.key'}",
+                f"--client-ca-file={c / 'ca.crt'}",
+                f"--service-account-key-file={c / 'sa.pub'}",
+                f"--service-account-signing-key-file={c / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=Node,RBAC",
+                # The default reconciler refuses a loopback advertise address.
+                "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         write_kubeconfig(self.kubeconfig, self.server, c)
         self._wait("kube-apiserver /readyz", lambda: self._api_ok("/readyz"), timeout, p)
 
@@ -241,14 +345,20 @@ class ControlPlane:
 
     def _start_controller_manager(self, timeout: float) -> None:
         c = self.certs
-        p = self._spawn("kube-controller-manager", [
-            str(self.bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={self.kubeconfig}",
-            "--controllers=serviceaccount,serviceaccount-token,namespace,garbagecollector,"
-            "endpointslice,endpointslicemirroring",
-            f"--service-account-private-key-file={c / 'sa.key'}",
-            f"--root-ca-file={c / 'ca.crt'}",
-            "--leader-elect=false", "--secure-port=0", "--v=1"])
+        p = self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--controllers=serviceaccount,serviceaccount-token,namespace,garbagecollector,"
+                "endpointslice,endpointslicemirroring",
+                f"--service-account-private-key-file={c / 'sa.key'}",
+                f"--root-ca-file={c / 'ca.crt'}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
         from kubernetes import client  # deferred: only the control plane needs the client
 
         core = client.CoreV1Api(self.api_client())
@@ -270,12 +380,29 @@ class ControlPlane:
 
         api = self.api_client()
         core = client.CoreV1Api(api)
-        core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}}})
-        core.patch_node_status(NODE_NAME, {"status": {
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "meshray kubelet stand-in"}],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}})
+        core.create_node(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+            }
+        )
+        core.patch_node_status(
+            NODE_NAME,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "meshray kubelet stand-in",
+                        }
+                    ],
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                }
+            },
+        )
         files = list(self.extra_crds)
         if self.operator_crds:
             files += sorted(self.operator_crds.glob("ray.io_*.yaml"))
@@ -286,13 +413,22 @@ class ControlPlane:
         if not exe.exists():
             raise ControlPlaneError(f"{exe} is missing: run `make cluster-bins`")
         probe = free_port()
-        p = self._spawn(f"kuberay-operator-{self.operator}", [
-            str(exe), f"--metrics-addr=127.0.0.1:{free_port()}",
-            f"--health-probe-bind-address=127.0.0.1:{probe}",
-            "--enable-leader-election=false"],
-            env={"KUBECONFIG": str(self.kubeconfig), **self.operator_env})
-        self._wait("the KubeRay operator /readyz",
-                   lambda: _http_ok(f"http://127.0.0.1:{probe}/readyz"), timeout, p)
+        p = self._spawn(
+            f"kuberay-operator-{self.operator}",
+            [
+                str(exe),
+                f"--metrics-addr=127.0.0.1:{free_port()}",
+                f"--health-probe-bind-address=127.0.0.1:{probe}",
+                "--enable-leader-election=false",
+            ],
+            env={"KUBECONFIG": str(self.kubeconfig), **self.operator_env},
+        )
+        self._wait(
+            "the KubeRay operator /readyz",
+            lambda: _http_ok(f"http://127.0.0.1:{probe}/readyz"),
+            timeout,
+            p,
+        )
 
     # ---- stop ----------------------------------------------------------------------------
     def stop(self, timeout: float = 15.0) -> None:
@@ -331,7 +467,9 @@ def apply_crds(api: Any, files: Sequence[Path], timeout: float) -> None:
     names = []
     t0 = time.monotonic()
     for f in files:
-        for doc in yaml.load_all(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        for doc in yaml.load_all(
+            f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        ):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             doc.get("metadata", {}).pop("creationTimestamp", None)
@@ -346,12 +484,17 @@ def apply_crds(api: Any, files: Sequence[Path], timeout: float) -> None:
     while pending and time.monotonic() < deadline:
         raw = ext.list_custom_resource_definition(_preload_content=False)
         for crd in json.loads(raw.data)["items"]:
-            conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+            conds = {
+                c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []
+            }
             if conds.get("Established") == "True":
                 pending.discard(crd["metadata"]["name"])
         time.sleep(0.1)
-    print(f"{len(names)} CRDs created in {created - t0:.1f}s, established after "
-          f"{time.monotonic() - created:.1f}s", file=sys.stderr)
+    print(
+        f"{len(names)} CRDs created in {created - t0:.1f}s, established after "
+        f"{time.monotonic() - created:.1f}s",
+        file=sys.stderr,
+    )
     if pending:
         raise ControlPlaneError(f"CRDs not established after {timeout:.0f}s: {sorted(pending)}")
 
@@ -380,8 +523,17 @@ def _tail(path: Path, n: int = 25) -> str:
 def operator_module_dir(version: str) -> Path:
     """The ray-operator module of that version in the Go module cache (downloaded if needed)."""
     out = subprocess.run(
-        ["go", "mod", "download", "-json", f"github.com/ray-project/kuberay/ray-operator@{version}"],
-        capture_output=True, text=True, check=True)
+        [
+            "go",
+            "mod",
+            "download",
+            "-json",
+            f"github.com/ray-project/kuberay/ray-operator@{version}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(json.loads(out.stdout)["Dir"])
 
 
@@ -450,16 +602,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.dir / "pids.json").exists():
         down(args.dir)
     op = None if args.operator == "none" else args.operator
-    cp = ControlPlane(args.dir.resolve(), operator=op,
-                      operator_crds=operator_module_dir(op) / "config/crd/bases" if op else None,
-                      extra_crds=istio_crds(args.istio_crds), die_with_parent=False)
+    cp = ControlPlane(
+        args.dir.resolve(),
+        operator=op,
+        operator_crds=operator_module_dir(op) / "config/crd/bases" if op else None,
+        extra_crds=istio_crds(args.istio_crds),
+        die_with_parent=False,
+    )
     cp.start()
     if args.kubelet:
-        cp._spawn("kubelet-standin", [sys.executable, str(HERE / "kubelet.py"),
-                                      "--kubeconfig", str(cp.kubeconfig)])
-    print(f"control plane up in {(cp.workdir / 'ready').read_text().strip()}s "
-          f"(operator {op or 'none'}); logs in {cp.logs}\n"
-          f"  export KUBECONFIG={cp.kubeconfig}\n  stop with: make cluster-down")
+        cp._spawn(
+            "kubelet-standin",
+            [sys.executable, str(HERE / "kubelet.py"), "--kubeconfig", str(cp.kubeconfig)],
+        )
+    print(
+        f"control plane up in {(cp.workdir / 'ready').read_text().strip()}s "
+        f"(operator {op or 'none'}); logs in {cp.logs}\n"
+        f"  export KUBECONFIG={cp.kubeconfig}\n  stop with: make cluster-down"
+    )
     return 0
 
 

@@ -20,7 +20,6 @@ import datetime as dt
 import ipaddress
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,30 +48,62 @@ def running_status(pod: Any, ip: str) -> dict[str, Any]:
     def cstatus(c: Any, init: bool) -> dict[str, Any]:
         state: dict[str, Any]
         if init and c.restart_policy != "Always":
-            state = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now,
-                                    "finishedAt": now}}
+            state = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+            }
         else:
             state = {"running": {"startedAt": now}}
-        return {"name": c.name, "image": c.image, "imageID": "", "ready": True,
-                "restartCount": 0, "started": True, "state": state}
+        return {
+            "name": c.name,
+            "image": c.image,
+            "imageID": "",
+            "ready": True,
+            "restartCount": 0,
+            "started": True,
+            "state": state,
+        }
 
-    conds = [{"type": t, "status": "True", "lastTransitionTime": now} for t in
-             ("PodReadyToStartContainers", "PodScheduled", "Initialized", "ContainersReady",
-              "Ready")]
-    return {"status": {
-        "phase": "Running", "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
-        "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now, "conditions": conds,
-        "containerStatuses": [cstatus(c, False) for c in spec.containers],
-        "initContainerStatuses": [cstatus(c, True) for c in (spec.init_containers or [])],
-    }}
+    conds = [
+        {"type": t, "status": "True", "lastTransitionTime": now}
+        for t in (
+            "PodReadyToStartContainers",
+            "PodScheduled",
+            "Initialized",
+            "ContainersReady",
+            "Ready",
+        )
+    ]
+    return {
+        "status": {
+            "phase": "Running",
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": now,
+            "conditions": conds,
+            "containerStatuses": [cstatus(c, False) for c in spec.containers],
+            "initContainerStatuses": [cstatus(c, True) for c in (spec.init_containers or [])],
+        }
+    }
 
 
 class Kubelet:
     """Polls every Pod and plays the node for it. Run with ``start()`` (a daemon thread) or
     ``run_forever()``; ``only`` restricts it to Pods a predicate accepts."""
 
-    def __init__(self, api: Any, ip_for: Callable[[Any], str] | None = None,
-                 only: Callable[[Any], bool] | None = None, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        api: Any,
+        ip_for: Callable[[Any], str] | None = None,
+        only: Callable[[Any], bool] | None = None,
+        interval: float = 0.2,
+    ) -> None:
         from kubernetes import client
 
         self.core = client.CoreV1Api(api)
@@ -94,14 +125,20 @@ class Kubelet:
                 if pod.metadata.deletion_timestamp:
                     self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
                 elif not pod.spec.node_name:
-                    self.core.create_namespaced_binding(ns, {
-                        "apiVersion": "v1", "kind": "Binding",
-                        "metadata": {"name": name, "namespace": ns},
-                        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME}},
-                        _preload_content=False)
+                    self.core.create_namespaced_binding(
+                        ns,
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Binding",
+                            "metadata": {"name": name, "namespace": ns},
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
+                        },
+                        _preload_content=False,
+                    )
                 elif not pod.status.pod_ip:
                     self.core.patch_namespaced_pod_status(
-                        name, ns, running_status(pod, self.ip_for(pod)))
+                        name, ns, running_status(pod, self.ip_for(pod))
+                    )
             except ApiException as e:
                 if e.status not in (404, 409):  # gone or changed meanwhile: next tick
                     self.errors.append(f"{ns}/{name}: {e.status} {e.reason}")
