@@ -1,7 +1,8 @@
-"""Every problem the chart's validation can report (templates/_validate.tpl, one define per rule
-family, all collected into the single `fail` of templates/validate.yaml), triggered once: bad
-values never render a manifest, and the message names the offending key and value. A values
-file with several mistakes gets every message in one helm error."""
+"""Every problem the chart's validation can report (one define per rule family, in the
+templates/*/_validate.tpl files beside what they check, all collected into the single `fail` of
+templates/validate.yaml), triggered once: bad values never render a manifest, and the message
+names the offending key and value. A values file with several mistakes gets every message in
+one helm error."""
 
 from __future__ import annotations
 
@@ -163,6 +164,16 @@ def test_the_chart_fails_in_one_place() -> None:
     calls = {name: len(re.findall(r"\{\{-?\s*fail\b", text))
              for name, text in template_texts().items()}
     assert {name: n for name, n in calls.items() if n} == {"validate.yaml": 1}
+
+
+def test_every_rule_family_runs() -> None:
+    """A family defined but missing from meshray.validate.families would never report."""
+    texts = "".join(template_texts().values())
+    defined = set(re.findall(r'define "meshray\.validate\.(\w+)"', texts)) - {"families"}
+    listed = re.search(
+        r'define "meshray\.validate\.families" -\}\}\s*\{\{- toJson \(list ([^)]*)\)', texts)
+    assert listed, "meshray.validate.families not found"
+    assert sorted(re.findall(r'"(\w+)"', listed.group(1))) == sorted(defined)
 
 
 # Independent mistakes, each in a different rule family, and the message each one must produce.

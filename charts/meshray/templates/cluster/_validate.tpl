@@ -1,0 +1,152 @@
+{{/*
+Checks of the cluster itself: names, the port map, per-group values, Ray versions.
+Each define is one rule family of the chart's validation (see ../_validate.tpl): it returns
+its problems as a JSON list of messages and never calls fail.
+Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonArray
+*/}}
+
+{{/* Names: the cluster name prefixes every object and must fit once suffixed. */}}
+{{- define "meshray.validate.names" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- $cluster := include "meshray.clusterName" .ctx -}}
+{{- $nameKey := ternary "clusterName" "the release name (clusterName is empty)" (ne $v.clusterName "") -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster) -}}
+{{- $problems = append $problems (printf "%s: %q is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter): the RayCluster and its Services are named after it" $nameKey $cluster) -}}
+{{- end -}}
+{{- $svc := include "meshray.headlessServiceName" .ctx -}}
+{{- if gt (len $svc) 63 -}}
+{{- $problems = append $problems (printf "%s: %q is %d characters, so the headless Service name %q exceeds 63; use at most 50 characters" $nameKey $cluster (len $cluster) $svc) -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Worker ports: range order, size ceiling, list duplicates. */}}
+{{- define "meshray.validate.workerPorts" -}}
+{{- $p := .ctx.Values.ports -}}
+{{- $problems := list -}}
+{{- if $p.workerPortList -}}
+{{- $seen := dict -}}
+{{- range $p.workerPortList -}}
+{{- $k := toString (int .) -}}
+{{- if eq (get $seen $k) "once" -}}
+{{- $problems = append $problems (printf "ports.workerPortList: port %d is listed twice" (int .)) -}}
+{{- $_ := set $seen $k "reported" -}}
+{{- else if not (hasKey $seen $k) -}}
+{{- $_ := set $seen $k "once" -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (len $p.workerPortList) (int $p.maxWorkerPorts) -}}
+{{- $problems = append $problems (printf "ports.workerPortList: %d worker ports exceed ports.maxWorkerPorts=%d. Every worker port is a Service port, and each Istio sidecar is programmed per pod and port (Ray's default range 10002-19999 got pods OOM-killed, kuberay#1005); shorten the list or raise ports.maxWorkerPorts deliberately" (len $p.workerPortList) (int $p.maxWorkerPorts)) -}}
+{{- end -}}
+{{- else -}}
+{{- if le (int $p.maxWorkerPort) (int $p.minWorkerPort) -}}
+{{- $problems = append $problems (printf "ports.maxWorkerPort: %d must be greater than ports.minWorkerPort (%d); Ray refuses max-worker-port <= min-worker-port" (int $p.maxWorkerPort) (int $p.minWorkerPort)) -}}
+{{- end -}}
+{{- $count := add1 (sub (int $p.maxWorkerPort) (int $p.minWorkerPort)) -}}
+{{- if gt (int $count) (int $p.maxWorkerPorts) -}}
+{{- $problems = append $problems (printf "ports.maxWorkerPort: the worker range %d-%d is %d ports, above ports.maxWorkerPorts=%d. Every worker port is a Service port, and each Istio sidecar is programmed per pod and port (Ray's default range 10002-19999 got pods OOM-killed, kuberay#1005); narrow the range or raise ports.maxWorkerPorts deliberately" (int $p.minWorkerPort) (int $p.maxWorkerPort) (int $count) (int $p.maxWorkerPorts)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Every port number is used by exactly one component (duplicates within workerPortList are
+the workerPorts family's). */}}
+{{- define "meshray.validate.uniquePorts" -}}
+{{- $problems := list -}}
+{{- $owner := dict -}}
+{{- range .model.ports -}}
+{{- $k := toString (int .port) -}}
+{{- if hasKey $owner $k -}}
+{{- $problems = append $problems (printf "%s: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" .key $k (get $owner $k)) -}}
+{{- else -}}
+{{- $_ := set $owner $k .key -}}
+{{- end -}}
+{{- end -}}
+{{- range .model.workerPorts -}}
+{{- $k := toString (int .) -}}
+{{- if hasKey $owner $k -}}
+{{- $problems = append $problems (printf "ports.workerPorts: port %s is already used by %s; every Ray port must be unique (Ray itself refuses duplicate ports)" $k (get $owner $k)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Extra rayStartParams may not touch what the port map owns. */}}
+{{- define "meshray.validate.rayStartParams" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- $owned := list "port" "dashboard-port" "ray-client-server-port" "node-manager-port" "object-manager-port" "runtime-env-agent-port" "dashboard-agent-grpc-port" "dashboard-agent-listen-port" "metrics-export-port" "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
+{{- range .model.groupSources -}}
+{{- $key := printf "%s.rayStartParams" .key -}}
+{{- range $flag, $val := (.v.rayStartParams | default dict) -}}
+{{- if eq $flag "gcs-server-port" -}}
+{{- $problems = append $problems (printf "%s.gcs-server-port: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key (toString $val) $v.ray.version) -}}
+{{- else if eq $flag "dashboard-grpc-port" -}}
+{{- if semverCompare ">=2.48.0-0" $v.ray.version -}}
+{{- $problems = append $problems (printf "%s.dashboard-grpc-port: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key (toString $val) $v.ray.version) -}}
+{{- else -}}
+{{- $problems = append $problems (printf "%s.dashboard-grpc-port: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key (toString $val) $v.ray.version) -}}
+{{- end -}}
+{{- else if has $flag $owned -}}
+{{- $problems = append $problems (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $flag (toString $val)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* KubeRay owns these pod labels. */}}
+{{- define "meshray.validate.podLabels" -}}
+{{- $problems := list -}}
+{{- range .model.groupSources -}}
+{{- $key := printf "%s.labels" .key -}}
+{{- $labels := .v.labels | default dict -}}
+{{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" -}}
+{{- if hasKey $labels $l -}}
+{{- $problems = append $problems (printf "%s.%s: KubeRay sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Group names and replica bounds per worker group. */}}
+{{- define "meshray.validate.replicas" -}}
+{{- $problems := list -}}
+{{- range .model.groups -}}
+{{- $g := .values -}}
+{{- if gt (len .name) 63 -}}
+{{- $problems = append $problems (printf "workerGroups.%s: the group name is %d characters; it becomes the ray.io/group label, which allows 63" .name (len .name)) -}}
+{{- end -}}
+{{- if or (lt (int $g.replicas) (int $g.minReplicas)) (gt (int $g.replicas) (int $g.maxReplicas)) -}}
+{{- $problems = append $problems (printf "workerGroups.%s.replicas: %d is outside minReplicas..maxReplicas (%d..%d)" .name (int $g.replicas) (int $g.minReplicas) (int $g.maxReplicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Ray token auth. */}}
+{{- define "meshray.validate.rayAuth" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- if and $v.rayAuth.enabled (semverCompare "<2.52.0-0" $v.ray.version) -}}
+{{- $problems = append $problems (printf "rayAuth.enabled: true needs Ray >= 2.52 for token authentication (ray.version=%s)" $v.ray.version) -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Serve modes that bind ports the mesh cannot know (ray#64544). */}}
+{{- define "meshray.validate.serveModes" -}}
+{{- $problems := list -}}
+{{- range .model.groupSources -}}
+{{- $key := printf "%s.env" .key -}}
+{{- range (.v.env | default list) -}}
+{{- if and (has .name (list "RAY_SERVE_THROUGHPUT_OPTIMIZED" "RAY_SERVE_ENABLE_DIRECT_INGRESS" "RAY_SERVE_ENABLE_HA_PROXY")) (has (toString .value | lower) (list "1" "true")) -}}
+{{- $problems = append $problems (printf "%s: %s=%q makes Ray Serve bind replica ports at random or from a range, which no Service can declare, so the mesh cannot carry that traffic (ray#64544); remove it" $key .name (toString .value)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}

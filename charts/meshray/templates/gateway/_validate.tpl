@@ -1,0 +1,56 @@
+{{/*
+Checks of the Istio ingress gateway: routes, servers, TLS modes and authentication.
+Each define is one rule family of the chart's validation (see ../_validate.tpl): it returns
+its problems as a JSON list of messages and never calls fail.
+Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonArray
+*/}}
+
+{{/* Istio ingress gateway: routes, servers, TLS modes and authentication. */}}
+{{- define "meshray.validate.gateway" -}}
+{{- $v := .ctx.Values -}}
+{{- $gw := $v.gateway -}}
+{{- $problems := list -}}
+{{- if $gw.enabled -}}
+{{- $r := $gw.routes -}}
+{{- if not (or $r.dashboard.enabled $r.serve.enabled $r.client.enabled) -}}
+{{- $problems = append $problems "gateway.routes: gateway.enabled=true but no route is enabled; enable gateway.routes.dashboard, .serve or .client" -}}
+{{- end -}}
+{{- range $route := list "dashboard" "serve" "client" -}}
+{{- $rv := get $r $route -}}
+{{- if and $rv.enabled (not $rv.host) -}}
+{{- $problems = append $problems (printf "gateway.routes.%s.host: \"\": a gateway route needs a host name" $route) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $r.serve.enabled (not $v.serve.enabled) -}}
+{{- $problems = append $problems "gateway.routes.serve.enabled: true needs serve.enabled=true, which declares and pins the Serve proxy ports" -}}
+{{- end -}}
+{{- $passthrough := and $r.client.enabled (eq $r.client.mode "passthrough") -}}
+{{- if and $passthrough (not $v.rayTls.enabled) -}}
+{{- $problems = append $problems "gateway.routes.client.mode: \"passthrough\" needs rayTls.enabled=true: the gateway passes the TLS stream through to Ray's client server" -}}
+{{- end -}}
+{{- if and $r.client.enabled (eq $r.client.mode "grpc") $v.rayTls.enabled -}}
+{{- $problems = append $problems "gateway.routes.client.mode: \"grpc\" cannot work with rayTls.enabled=true: the gateway would send plaintext gRPC to a TLS server; use mode passthrough" -}}
+{{- end -}}
+{{- if and $passthrough $gw.https.disableSniMatching -}}
+{{- $problems = append $problems "gateway.https.disableSniMatching: true cannot be combined with gateway.routes.client.mode=passthrough, which routes by SNI" -}}
+{{- end -}}
+{{- $needsHttps := or $passthrough (and (or $r.dashboard.enabled $r.serve.enabled (and $r.client.enabled (eq $r.client.mode "grpc"))) (not $gw.http.enabled)) -}}
+{{- if and (not $gw.existingGateway) $needsHttps (not $gw.https.enabled) -}}
+{{- $problems = append $problems "gateway.https.enabled: false, but the enabled routes need the HTTPS server (Ray Client passthrough, or gateway.http.enabled=false)" -}}
+{{- end -}}
+{{- if and (not $gw.existingGateway) $gw.https.enabled (not $gw.https.credentialName) (or $r.dashboard.enabled $r.serve.enabled (and $r.client.enabled (eq $r.client.mode "grpc"))) -}}
+{{- $problems = append $problems "gateway.https.credentialName: \"\": the HTTPS server terminates TLS and needs a TLS Secret in the gateway's namespace" -}}
+{{- end -}}
+{{- if and $gw.http.httpsRedirect (not $gw.https.enabled) (not $gw.existingGateway) -}}
+{{- $problems = append $problems "gateway.http.httpsRedirect: true needs gateway.https.enabled=true" -}}
+{{- end -}}
+{{- $guarded := or $r.dashboard.enabled (and $r.client.enabled (eq $r.client.mode "grpc")) -}}
+{{- if and $guarded (not $gw.auth.jwtIssuer) (not $v.rayAuth.enabled) (not $gw.acknowledgeUnauthenticated) -}}
+{{- $problems = append $problems "gateway.auth.jwtIssuer: \"\": the dashboard, Jobs API and Ray Client execute arbitrary code for whoever reaches them (CVE-2023-48022). Set gateway.auth.jwtIssuer and jwksUri, or rayAuth.enabled=true, or gateway.acknowledgeUnauthenticated=true if something else guards them" -}}
+{{- end -}}
+{{- if and $gw.auth.jwtIssuer (not $gw.auth.jwksUri) -}}
+{{- $problems = append $problems (printf "gateway.auth.jwksUri: \"\": gateway.auth.jwtIssuer=%q needs the issuer's JWKS URI" $gw.auth.jwtIssuer) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}

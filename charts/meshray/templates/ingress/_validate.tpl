@@ -1,0 +1,38 @@
+{{/*
+Checks of the Ingresses: what the Ray Client and dashboard Ingresses need to work and be safe.
+Each define is one rule family of the chart's validation (see ../_validate.tpl): it returns
+its problems as a JSON list of messages and never calls fail.
+Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonArray
+*/}}
+
+{{/* Ingresses: what the Ray Client and dashboard Ingresses need to work and be safe. */}}
+{{- define "meshray.validate.ingress" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- $ic := $v.ingress.client -}}
+{{- if $ic.enabled -}}
+{{- if not $v.rayTls.enabled -}}
+{{- $problems = append $problems "ingress.client.enabled: true needs rayTls.enabled=true: with ssl-passthrough NGINX hands the client's TLS stream to Ray's client server, which must speak TLS" -}}
+{{- end -}}
+{{- if not $ic.host -}}
+{{- $problems = append $problems "ingress.client.host: \"\": ssl-passthrough routes by SNI, so the client Ingress needs a host name" -}}
+{{- end -}}
+{{- end -}}
+{{- $id := $v.ingress.dashboard -}}
+{{- if $id.enabled -}}
+{{- $t := $id.auth.type -}}
+{{- if and (eq $t "none") (not $v.rayAuth.enabled) (not $id.acknowledgeUnauthenticated) -}}
+{{- $problems = append $problems "ingress.dashboard.auth.type: \"none\": the dashboard and Jobs API execute arbitrary code for whoever reaches them (CVE-2023-48022). Set ingress.dashboard.auth.type to basic or external, or rayAuth.enabled=true (Ray token auth), or ingress.dashboard.acknowledgeUnauthenticated=true if something else guards it" -}}
+{{- end -}}
+{{- if and (eq $t "basic") (not $id.auth.basicSecretName) -}}
+{{- $problems = append $problems "ingress.dashboard.auth.basicSecretName: \"\": auth.type=basic needs the name of a Secret holding an htpasswd file under the key auth" -}}
+{{- end -}}
+{{- if and (eq $t "external") (not $id.auth.externalUrl) -}}
+{{- $problems = append $problems "ingress.dashboard.auth.externalUrl: \"\": auth.type=external needs the URL of the authentication service (for example oauth2-proxy's /oauth2/auth)" -}}
+{{- end -}}
+{{- if and $id.tls.enabled (not $id.tls.secretName) -}}
+{{- $problems = append $problems "ingress.dashboard.tls.secretName: \"\": tls.enabled=true needs the name of a TLS Secret" -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
