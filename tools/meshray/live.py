@@ -10,7 +10,6 @@ whose API the cluster does not serve (no Istio CRDs, say) are skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +28,6 @@ class Kind:
     kind: str
     plural: str
     label_selector: str = ""
-
-    def path(self, namespace: str) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{base}/namespaces/{namespace}/{self.plural}"
 
 
 KINDS = (
@@ -69,24 +64,21 @@ def _client(kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
         raise ClusterReadError(f"cannot load kubeconfig: {e}") from e
 
 
-def _list(api: Any, kind: Kind, namespace: str) -> list[dict[str, Any]]:
-    from kubernetes.client.rest import ApiException
+def _list(dyn: Any, kind: Kind, namespace: str) -> list[dict[str, Any]]:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-    query = [("labelSelector", kind.label_selector)] if kind.label_selector else []
     try:
-        resp = api.call_api(kind.path(namespace), "GET", query_params=query,
-                            header_params={"Accept": "application/json"},
-                            auth_settings=["BearerToken"], _preload_content=False,
-                            _request_timeout=30)
+        res = dyn.resources.get(api_version=kind.api_version, kind=kind.kind)
+    except ResourceNotFoundError:
+        return []  # the cluster does not serve this kind (e.g. no Istio CRDs)
+    try:
+        got = res.get(namespace=namespace, label_selector=kind.label_selector or None,
+                      _request_timeout=30)
     except ApiException as e:
-        if e.status == 404:
-            return []  # the cluster does not serve this kind (e.g. no Istio CRDs)
         raise ClusterReadError(
             f"listing {kind.plural} in {namespace}: {e.status} {e.reason}") from e
-    except Exception as e:  # connection refused, TLS, DNS: one clean line
-        raise ClusterReadError(f"cannot reach the cluster: {e}") from e
-    raw = resp[0] if isinstance(resp, tuple) else resp
-    items = json.loads(raw.data).get("items") or []
+    items = got.to_dict().get("items") or []
     for item in items:  # list items carry no apiVersion/kind
         item["apiVersion"], item["kind"] = kind.api_version, kind.kind
     return list(items)
@@ -98,10 +90,16 @@ def read_cluster(namespace: str | None, kubeconfig: str | None = None,
     """The objects the audit reads, and the namespace they were read from."""
     api, default_ns = _client(kubeconfig, context)
     ns = namespace or default_ns
+    from kubernetes.dynamic import DynamicClient
+
+    try:
+        dyn = DynamicClient(api)  # reads the server's API discovery
+    except Exception as e:  # connection refused, TLS, auth: one clean line
+        raise ClusterReadError(f"cannot reach the cluster: {e}") from e
     out: list[Manifest] = []
     for kind, where in [(k, ns) for k in KINDS] + [
             (k, root_namespace) for k in ROOT_KINDS if root_namespace != ns]:
-        for obj in _list(api, kind, where):
+        for obj in _list(dyn, kind, where):
             name = obj.get("metadata", {}).get("name", "?")
             out.append(Manifest(obj, f"cluster:{kind.kind}/{where}/{name}"))
     return out, ns

@@ -1,0 +1,94 @@
+"""`meshray audit --cluster` against the local control plane and the real operator's Pods.
+
+A fresh install audits clean (exit 0). Then the stale-Pod case the chart exists to prevent is
+made on purpose: no Recreate strategy, a helm upgrade that shifts the worker range, allowed by
+the user. The RayCluster and the headless Service move; the running Pods keep their flags, and
+the live audit must name them (exit 1). Deleting the Pods, as the audit's fix says, makes the
+operator recreate them and the audit clean again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Cluster
+from kube import CHART, HELMS, Helm, ray_pods, running, wait_for
+from kubernetes import client
+
+MESHRAY = str(Path(sys.executable).parent / "meshray")
+
+
+def audit(cluster: Cluster, ns: str) -> tuple[int, list[dict[str, object]]]:
+    res = subprocess.run(
+        [
+            MESHRAY,
+            "audit",
+            "--cluster",
+            "-n",
+            ns,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBECONFIG": "/nonexistent"},  # --kubeconfig must be what is read
+    )
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)["findings"]
+
+
+def test_live_audit_sees_stale_pods(cluster: Cluster) -> None:
+    ns = "live-audit"
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    sets = ["--set", "kuberay.upgradeStrategy="]
+    helm.run("install", "live", str(CHART), "-n", ns, "--create-namespace", *sets)
+    core = client.CoreV1Api(cluster.api)
+    name = "live-meshray"
+    wait_for("2 running pods", lambda: len(p := ray_pods(core, ns, name)) == 2 and running(p))
+
+    rc, findings = audit(cluster, ns)
+    assert (rc, [f for f in findings if f["severity"] == "error"]) == (0, [])
+
+    helm.run(
+        "upgrade",
+        "live",
+        str(CHART),
+        "-n",
+        ns,
+        "--reset-values",
+        *sets,
+        "--set",
+        "ports.minWorkerPort=10102",
+        "--set",
+        "ports.maxWorkerPort=10151",
+        "--set",
+        "kuberay.allowPortChangeWithoutRecreate=true",
+    )
+    rc, findings = audit(cluster, ns)
+    stale = {(f["check"], f["name"]) for f in findings}
+    pods = {p.metadata.name for p in ray_pods(core, ns, name)}
+    assert rc == 1
+    assert {n for c, n in stale if c == "pod-stale-flags"} == pods
+    assert {n for c, n in stale if c == "pod-port-undeclared"} == pods
+
+    core.delete_collection_namespaced_pod(ns, label_selector=f"ray.io/cluster={name}")
+    wait_for(
+        "2 new running pods",
+        lambda: (
+            len(p := ray_pods(core, ns, name)) == 2
+            and running(p)
+            and not ({x.metadata.name for x in p} & pods)
+        ),
+        timeout=60,
+    )
+    rc, findings = audit(cluster, ns)
+    assert (rc, [f for f in findings if f["severity"] == "error"]) == (0, [])
+    helm.run("uninstall", "live", "-n", ns)
