@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from chart_support import CHART, EXAMPLES, REPO
 
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -88,3 +90,45 @@ def test_every_object_name_comes_from_the_names_helper() -> None:
             helper = arg.removeprefix('(include "').rstrip('"')
             where = path.relative_to(CHART)
             assert helper in defines, f"{where}: name {arg} is not from _names.tpl"
+
+
+def count_model_builds(tmp_path: Path, memoized: bool, *values: str) -> int:
+    """Render a copy of the chart whose model builder counts its runs in .Values, and read the
+    count from an extra template that renders after the others (Helm renders deeper paths
+    first, then file names in reverse order, so a top-level name starting with '0' is last)."""
+    chart = tmp_path / ("memo" if memoized else "no-memo") / "meshray"
+    shutil.copytree(CHART, chart)
+    model = chart / "templates" / "_model.tpl"
+    text = model.read_text()
+    start, guard = "{{- $m := dict -}}", f'{{{{- if not (hasKey .Values "{model_key()}") -}}}}'
+    assert text.count(start) == 1 and text.count(guard) == 1
+    text = text.replace(start, start + '\n{{- $_ := set .Values "builds" '
+                        '(add1 (get .Values "builds" | default 0)) -}}')
+    if not memoized:
+        text = text.replace(guard, "{{- if true -}}")
+    model.write_text(text)
+    (chart / "templates" / "0-count.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: model-builds\n"
+        "data:\n  builds: {{ .Values.builds | quote }}\n")
+    sets = [arg for v in values for arg in ("--set", v)]
+    proc = subprocess.run([helm(), "template", "meshray", str(chart), *sets],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return int(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["builds"])
+
+
+BIG = ("ports.minWorkerPort=11000", "ports.maxWorkerPort=11199",
+       *(f"workerGroups.g{i}.replicas=1" for i in range(10)))
+GATEWAY = ("gateway.enabled=true", "gateway.routes.dashboard.enabled=true",
+           "gateway.routes.dashboard.host=ray.example.com",
+           "gateway.acknowledgeUnauthenticated=true", "rayTls.enabled=true",
+           "ingress.client.enabled=true", "ingress.client.host=c.example.com")
+
+
+@pytest.mark.parametrize("values", [(), BIG, GATEWAY], ids=["defaults", "10x200", "gateway"])
+def test_the_model_is_built_once_per_render(tmp_path: Path, values: tuple[str, ...]) -> None:
+    """Every template that needs the port map reuses one build (the point of the model), and
+    the harness does see rebuilds when the memo is switched off."""
+    assert count_model_builds(tmp_path, True, *values) == 1
+    assert count_model_builds(tmp_path, False, *values) > 3
