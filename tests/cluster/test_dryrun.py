@@ -1,0 +1,129 @@
+"""Bad values against the real API server: `helm install --dry-run=server`.
+
+Every bad-values case of tests/test_render_failures.py must be refused the same way when helm
+talks to a real API server (the chart's own message, naming key and value), so a server-side
+dry run in a pipeline (Argo CD, Flux, `helm upgrade --dry-run=server`) says what the chart says.
+
+SERVER_ONLY lists mistakes the chart's schema and checks let through today and that only the
+API server refuses (the CRD's OpenAPI schema or object-meta validation): each must be refused by
+the server with a message naming the field, so that what only the server catches is known.
+Measured: Helm's own `--dry-run=server` accepts every one of them, because it only lets the
+templates `lookup` live objects and never submits the objects; the objects themselves are
+submitted with `kubectl create --dry-run=server` (dryRun=All: validated and admitted, not
+stored).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from cases import OPERATOR_SETS
+from conftest import Cluster
+from kube import CHART, HELMS, REPO, Helm
+from test_render_failures import CASES
+
+# (id, helm args, substrings of the server's refusal)
+SERVER_ONLY: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    (
+        "quantity-with-space",
+        ("--set", "head.resources.limits.cpu=2 GB"),
+        ("containers[0].resources.limits.cpu", '"2 GB"'),
+    ),
+    ("label-key-invalid", ("--set", "commonLabels.bad key=x"), ("metadata.labels", '"bad key"')),
+    (
+        "annotation-key-invalid",
+        ("--set", "service.annotations.bad key=x"),
+        ("metadata.annotations", '"bad key"'),
+    ),
+    (
+        "env-without-name",
+        ("--set-json", 'workerDefaults.env=[{"value":"x"}]'),
+        ("containers[0].env[1].name", "Required value"),
+    ),
+    (
+        "security-context-type",
+        ("--set", "head.securityContext.runAsUser=abc"),
+        ("securityContext.runAsUser", "must be of type integer"),
+    ),
+]
+
+
+def _sets(version: str) -> list[str]:
+    return [a for s in OPERATOR_SETS.get(version, ()) for a in ("--set", s)]
+
+
+@pytest.mark.parametrize(
+    ("set_values", "release", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_server_dry_run_refuses_bad_values_like_the_chart(
+    cluster: Cluster, set_values: tuple[str, ...], release: str, expected: tuple[str, ...]
+) -> None:
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    args = [a for s in set_values for a in ("--set", s)]
+    res = helm.run(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        "default",
+        "--dry-run=server",
+        *_sets(cluster.version),
+        *args,
+        check=False,
+    )
+    assert res.returncode != 0, "accepted by a server-side dry run"
+    for text in expected:
+        assert text in res.stderr, (text, res.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [c[1:] for c in SERVER_ONLY], ids=[c[0] for c in SERVER_ONLY]
+)
+def test_server_refuses_what_only_it_checks(
+    cluster: Cluster, args: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    sets = _sets(cluster.version)
+    # Helm's --dry-run=server does not submit objects: it passes what the server refuses.
+    res = helm.run(
+        "install", "srv", str(CHART), "-n", "default", "--dry-run=server", *sets, *args, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    rendered = helm.run("template", "srv", str(CHART), "-n", "default", *sets, *args).stdout
+    res = subprocess.run(
+        [
+            str(REPO / "bin" / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "create",
+            "--dry-run=server",
+            "-n",
+            "default",
+            "-f",
+            "-",
+        ],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode != 0, "the server accepted it"
+    for text in expected:
+        assert text in res.stderr, (text, res.stderr)
+
+
+def test_server_dry_run_accepts_the_defaults(cluster: Cluster) -> None:
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    res = helm.run(
+        "install",
+        "ok",
+        str(CHART),
+        "-n",
+        "default",
+        "--dry-run=server",
+        *_sets(cluster.version),
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
