@@ -43,6 +43,11 @@ RELEASE = "meshray"
 # case name -> (minimum KubeRay schema set, why). Empty while no render needs a newer field.
 KUBERAY_MIN_VERSION: dict[str, tuple[str, str]] = {}
 
+# KubeRay before 1.6.0 has no spec.upgradeStrategy: its users set kuberay.upgradeStrategy=""
+# (values.yaml says so), so renders checked against those schema sets carry that setting.
+KUBERAY_UPGRADE_STRATEGY_SINCE = "kuberay-v1.6.0"
+OLD_KUBERAY_SETS = ("kuberay.upgradeStrategy=",)
+
 # (case name, istioctl message code) -> why the message is expected. Empty: none is.
 EXPECTED_ISTIO_MESSAGES: dict[tuple[str, str], str] = {}
 
@@ -89,16 +94,20 @@ def helm_binary(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
 
 
-def render(case: Case, helm: str, out_dir: Path) -> Path:
-    """Render one case with ``helm template`` into ``out_dir/<case>.yaml``."""
+def render(
+    case: Case, helm: str, out_dir: Path, sets: Sequence[str] = (), suffix: str = ""
+) -> Path:
+    """Render one case with ``helm template`` into ``out_dir/<case><suffix>.yaml``."""
     args = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     if case.values is not None:
         args += ["--values", str(case.values)]
+    for s in sets:
+        args += ["--set", s]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"helm template failed for {case.label()}: {proc.stderr.strip()}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{case.name}.yaml"
+    path = out_dir / f"{case.name}{suffix}.yaml"
     path.write_text(proc.stdout)
     return path
 
@@ -232,11 +241,23 @@ def check_case(
     if not istio:
         report.fail(case.name, "kubeconform", "no Istio schema set serves its Istio objects")
         return
+    old_render: Path | None = None
     for k in k8s:
         for r in kuberay:
+            target = path
+            if _version_key(r.name) < _version_key(KUBERAY_UPGRADE_STRATEGY_SINCE):
+                if old_render is None:
+                    old_render = render(
+                        case,
+                        helm_binary(),
+                        path.parent,
+                        OLD_KUBERAY_SETS,
+                        suffix=".kuberay-pre-1.6",
+                    )
+                target = old_render
             for i in istio:
                 combo = f"{k.name}+{r.name}+{i.name}"
-                seen = kubeconform_all(bindir / "kubeconform", [path], [k, r, i])
+                seen = kubeconform_all(bindir / "kubeconform", [target], [k, r, i])
                 for res in seen:
                     if res.get("status") not in ("statusValid", "statusEmpty"):
                         report.fail(case.name, f"kubeconform[{combo}]", describe(res))

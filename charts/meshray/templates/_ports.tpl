@@ -75,6 +75,9 @@ Views of the port map that several templates need, built once into the model:
                   the worker range (or list), node-ip-address
   env.head / env.worker         the env entries that pin ports, per role ({name, value})
   podFqdn         "meshray.podFqdn", for node-ip-address and the TLS certificate's SANs
+  portMapChecksum a digest of what pins ports per role (flags, worker range, env): the same
+                  digest means the same ports on every pod; the RayCluster and every pod
+                  template carry it as the annotation meshray.io/port-map-checksum
 Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after meshray.model.ports)
 */}}
 {{- define "meshray.model.portViews" -}}
@@ -123,6 +126,8 @@ Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after mesh
 {{- $_ := set .model "pinned" (dict "head" (merge $head $range) "worker" (merge $worker $range)) -}}
 {{- $_ := set .model "env" (dict "head" $headEnv "worker" $workerEnv) -}}
 {{- $_ := set .model "podFqdn" $fqdn -}}
+{{- $pinned := dict "head" (merge $head $range) "worker" (merge $worker $range) "env" (dict "head" $headEnv "worker" $workerEnv) -}}
+{{- $_ := set .model "portMapChecksum" (toJson $pinned | sha256sum | trunc 16) -}}
 {{- end -}}
 
 {{/*

@@ -41,7 +41,7 @@ Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "h
 {{- $g := .group -}}
 {{- $containerName := ternary "ray-head" "ray-worker" .head -}}
 {{- $image := include "meshray.rayImage" $ctx -}}
-{{- $annotations := dict -}}
+{{- $annotations := dict "meshray.io/port-map-checksum" $m.portMapChecksum -}}
 {{- if $ctx.Values.mesh.holdApplicationUntilProxyStarts -}}
 {{- $_ := set $annotations "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}" -}}
 {{- end -}}

@@ -150,3 +150,31 @@ the workerPorts family's). */}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
+
+{{/*
+Upgrade: KubeRay leaves running pods with the ray start flags they were created with; only
+spec.upgradeStrategy.type=Recreate (KubeRay >= 1.6.0) replaces them when the spec changes
+(measured with the real operators v1.1.0 and v1.6.2, tests/cluster/test_upgrade.py). So a
+helm upgrade that changes the port map is refused unless both the live RayCluster and the new
+values say Recreate, or the user says they will delete the pods. It reads the live RayCluster
+with lookup: under `helm template` (Argo CD) lookup returns nothing and the rule stays silent;
+`meshray audit --cluster` finds stale pods there.
+*/}}
+{{- define "meshray.validate.upgrade" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $problems := list -}}
+{{- if and $ctx.Release.IsUpgrade (not $v.kuberay.allowPortChangeWithoutRecreate) -}}
+{{- $name := include "meshray.clusterName" $ctx -}}
+{{- $live := lookup "ray.io/v1" "RayCluster" $ctx.Release.Namespace $name -}}
+{{- if $live -}}
+{{- $liveStrategy := dig "spec" "upgradeStrategy" "type" "" $live -}}
+{{- $liveSum := dig "metadata" "annotations" "meshray.io/port-map-checksum" "" $live -}}
+{{- $recreate := and (eq $liveStrategy "Recreate") (eq $v.kuberay.upgradeStrategy "Recreate") -}}
+{{- if and (not $recreate) (ne $liveSum .model.portMapChecksum) -}}
+{{- $problems = append $problems (printf "ports: this upgrade changes the port map of RayCluster %q (port-map checksum %q, new %q), but its running pods keep their old `ray start` flags: KubeRay replaces them only when the live RayCluster already has spec.upgradeStrategy.type=Recreate and keeps it (live: %q, kuberay.upgradeStrategy: %q), so Ray would use ports the Services no longer declare and hang in the mesh. Either set kuberay.upgradeStrategy=Recreate first (KubeRay >= 1.6.0; helm upgrade without port changes, then this one), or run this upgrade with --set kuberay.allowPortChangeWithoutRecreate=true and then: kubectl delete pod -n %s -l ray.io/cluster=%s" $name $liveSum .model.portMapChecksum $liveStrategy $v.kuberay.upgradeStrategy $ctx.Release.Namespace $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
