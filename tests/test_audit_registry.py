@@ -6,6 +6,10 @@ the checks table in docs/cli.md): written out here, not read from the code.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import meshray
 from meshray.audit import CHECKS, registry
 from test_audit_cluster import CASES as CLUSTER
 from test_audit_ingress import CASES as INGRESS
@@ -56,3 +60,38 @@ def test_base_is_clean() -> None:
 def test_every_check_has_a_triggering_case() -> None:
     cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + INGRESS + PODS + INPUTS
     assert {c for c, _, _ in cases} == set(CHECKS)
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute names of the meshray modules a source file imports (relative ones resolved)."""
+    package = ["meshray", *path.parent.relative_to(PACKAGE).parts]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("meshray")}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            if not module.startswith("meshray"):
+                continue
+            out.add(module)
+            out |= {f"{module}.{a.name}" for a in node.names}  # `from . import audit`
+    return out
+
+
+PACKAGE = Path(meshray.__file__).parent
+MODEL = {"raymodel", "services", "manifests", "render", "ports", "paths", "errors", "schema",
+         "valuesfile"}
+
+
+def test_layering_is_one_way() -> None:
+    """The model, render and ports never import the audit; nothing outside meshray/audit/
+    imports the audit's modules, only the package's public names."""
+    for path in PACKAGE.glob("*.py"):
+        names = imports(path)
+        audit_names = {n for n in names if n == "meshray.audit" or n.startswith("meshray.audit.")}
+        if path.stem in MODEL:
+            assert not audit_names, (path.name, audit_names)
+        modules = {p.stem for p in (PACKAGE / "audit").glob("*.py")}
+        internals = {n for n in audit_names if n.count(".") >= 2 and n.split(".")[2] in modules}
+        assert not internals, (path.name, internals)
