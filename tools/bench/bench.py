@@ -18,20 +18,23 @@ any limit flaky). Run it from the repository root after `make setup` (`make benc
 Each timing is the wall clock of real processes, so helm's (and Python's) start-up is included,
 as a user or Argo CD pays it. Every case runs once per round, rounds interleave the cases (so
 a load change on the machine hits them alike), one warm-up round is discarded, and each case
-reports the median of --repeat rounds with the min-max spread; ratios are of medians.
+reports the median of --repeat rounds with the min-max spread; ratios are of medians. The CPU
+time (user + system, of helm or meshray and of bench itself for the in-process case) is printed
+beside: on a busy machine it moves far less than the wall clock, so it tells load from cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -55,16 +58,24 @@ def run(cmd: Sequence[str], expect: set[int] | None = None) -> str:
     return res.stdout
 
 
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and its finished children (user + system)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 @dataclass
 class Case:
     label: str
     fn: Callable[[Path], None]
-    times: list[float]
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
-    def measure(self, work: Path) -> float:
-        start = time.perf_counter()
+    def measure(self, work: Path) -> tuple[float, float]:
+        cpu, start = cpu_seconds(), time.perf_counter()
         self.fn(work)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, cpu_seconds() - cpu
 
     @property
     def median(self) -> float:
@@ -72,7 +83,8 @@ class Case:
 
     def line(self, width: int) -> str:
         return (f"  {self.label:<{width}}  median {self.median * 1000:7.1f} ms"
-                f"  (min-max {min(self.times) * 1000:.1f}-{max(self.times) * 1000:.1f})")
+                f"  (min-max {min(self.times) * 1000:.1f}-{max(self.times) * 1000:.1f})"
+                f"  cpu {statistics.median(self.cpu) * 1000:7.1f} ms")
 
 
 def rounds(cases: list[Case], repeat: int) -> None:
@@ -80,17 +92,19 @@ def rounds(cases: list[Case], repeat: int) -> None:
     for i in range(repeat + 1):
         for case in cases:
             with tempfile.TemporaryDirectory() as tmp:
-                elapsed = case.measure(Path(tmp))
+                elapsed, cpu = case.measure(Path(tmp))
             if i:
                 case.times.append(elapsed)
+                case.cpu.append(cpu)
 
 
 def ratio_line(case: Case, base: Case, goal: float | None, width: int) -> str:
     r = case.median / base.median
     spread = f"min/min {min(case.times) / min(base.times):.2f}x"
+    cpu = f"cpu {statistics.median(case.cpu) / statistics.median(base.cpu):.2f}x"
     verdict = "" if goal is None else (
         f"  goal <= {goal:g}x: {'met' if r <= goal else 'NOT met'}")
-    return f"  {case.label:<{width}}  {r:5.2f}x  ({spread}){verdict}"
+    return f"  {case.label:<{width}}  {r:5.2f}x  ({spread}, {cpu}){verdict}"
 
 
 # ------------------------------------------------------------------- 1. chart render speed
@@ -123,13 +137,13 @@ def chart_render(repeat: int, baseline: Path, work: Path) -> None:
     ten.write_text(yaml.safe_dump(groups_values(GROUPS, None)))
     big = work / "groups-ports.yaml"
     big.write_text(yaml.safe_dump(groups_values(GROUPS, WORKER_PORTS)))
-    base = Case(f"baseline: {baseline.name}, its defaults", template(baseline), [])
+    base = Case(f"baseline: {baseline.name}, its defaults", template(baseline))
     cases = [
         base,
-        Case("meshray defaults", template(CHART), []),
-        Case(f"meshray {GROUPS} worker groups", template(CHART, ten), []),
+        Case("meshray defaults", template(CHART)),
+        Case(f"meshray {GROUPS} worker groups", template(CHART, ten)),
         Case(f"meshray {GROUPS} worker groups x {WORKER_PORTS} worker ports",
-             template(CHART, big), []),
+             template(CHART, big)),
     ]
     goals = {cases[1].label: 1.3, cases[3].label: 2.0}
     for case in cases:  # a broken render must fail loudly, not be timed
@@ -206,10 +220,10 @@ def meshray_api(examples: list[Path]) -> Callable[[Path], None]:
 
 
 def tooling(repeat: int, examples: list[Path]) -> None:
-    base = Case("helm template (bare)", bare_helm(examples), [])
-    cli = Case("meshray validate -o (validate+render+audit)", meshray_cli(examples), [])
-    steps = Case("meshray validate; render; audit (3 commands)", meshray_cli_steps(examples), [])
-    api = Case("validate+render+audit through the API", meshray_api(examples), [])
+    base = Case("helm template (bare)", bare_helm(examples))
+    cli = Case("meshray validate -o (validate+render+audit)", meshray_cli(examples))
+    steps = Case("meshray validate; render; audit (3 commands)", meshray_cli_steps(examples))
+    api = Case("validate+render+audit through the API", meshray_api(examples))
     cases = [base, cli, steps, api]
     rounds(cases, repeat)
     width = max(len(c.label) for c in cases)
