@@ -22,7 +22,11 @@ from oracle import check_cluster
 
 RELEASE = "up"
 SHIFT = ("ports.minWorkerPort=10102", "ports.maxWorkerPort=10151")
+# Naming the default group keeps it: an empty workerGroups map means one group "workergroup",
+# so setting only "extra" would replace it (and KubeRay v1.1.0 leaves a removed group's pods
+# running, measured).
 ADD_GROUP = (
+    "workerGroups.workergroup.replicas=1",
     "workerGroups.extra.replicas=1",
     "workerGroups.extra.minReplicas=0",
     "workerGroups.extra.maxReplicas=2",
