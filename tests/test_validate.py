@@ -300,3 +300,20 @@ def test_output_dir_usage_errors(tmp_path: Path, args: list[str], needle: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "-o", str(tmp_path / "out"), *args]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """What the cluster must provide is said apart from problems: STRICT needs the operator's
+    init container injection off (tests/cluster/test_negative.py shows what the default does);
+    Recreate needs KubeRay 1.6.0."""
+    assert main(["validate"]) == 0
+    err = capsys.readouterr().err
+    assert "note: mtls.mode STRICT: run the KubeRay operator with " \
+           "ENABLE_INIT_CONTAINER_INJECTION=false" in err
+    assert "wait-gcs-ready" in err
+    assert "note: kuberay.upgradeStrategy Recreate needs KubeRay 1.6.0" in err
+    f = tmp_path / "permissive.yaml"
+    f.write_text("mtls:\n  mode: PERMISSIVE\nkuberay:\n  upgradeStrategy: ''\n")
+    assert main(["validate", str(f)]) == 0
+    assert "note:" not in capsys.readouterr().err

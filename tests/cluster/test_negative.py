@@ -10,7 +10,10 @@ what STRICT users without the prerequisite get, and that NOTES name the fix.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from kube import HELMS, Helm, dyn, ray_pods, running, wait_for
 from kubernetes import client
 from oracle import check_cluster
 
+MESHRAY = str(Path(sys.executable).parent / "meshray")
 Mutator = Callable[[list[dict[str, Any]]], None]
 
 
@@ -98,6 +102,11 @@ def test_default_operator_injects_wait_gcs_ready_and_notes_say_so(cluster: Clust
         sets = [a for s in OPERATOR_SETS.get(cluster.version, ()) for a in ("--set", s)]
         res = helm.run("install", "dflt", str(helm_chart()), "-n", ns, "--create-namespace", *sets)
         assert "ENABLE_INIT_CONTAINER_INJECTION=false" in res.stdout
+        validate = subprocess.run(
+            [MESHRAY, "validate"], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert "ENABLE_INIT_CONTAINER_INJECTION=false" in validate.stderr
+        assert "wait-gcs-ready" in validate.stderr
         core = client.CoreV1Api(cluster.api)
         pods = wait_for(
             "the worker pod",

@@ -61,8 +61,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     opts = validate.Options(chart=chart, schema=loaded, defaults=defaults, release=args.release,
                             namespace=args.namespace, render=not args.no_render)
     errors = warnings = 0
+    notes: dict[str, None] = {}
     for file in files:
         checked = validate.check_file(file, opts)
+        notes.update(dict.fromkeys(checked.notes))
         for p in checked.problems:
             print(p.line(), file=out)
             if p.severity == validate.ERROR:
@@ -75,6 +77,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     if outputs:
         summary += f"; renders in {args.output_dir}"
     out.flush()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(summary, file=sys.stderr)
     return PROBLEMS if errors else OK
 

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,9 @@ class Checked:
 
     problems: list[Problem]
     rendered: str | None = None
+    # What the cluster must provide for these values (not a problem of the file): printed
+    # apart from problems, on stderr, as `note:` lines.
+    notes: list[str] = field(default_factory=list)
 
 
 def validate_file(file: str, opts: Options) -> list[Problem]:
@@ -254,7 +257,26 @@ def check_file(file: str, opts: Options) -> Checked:
     except manifests.ManifestError as exc:
         return Checked([*warnings(file, merged, [], opts),
                         Problem(file, "(chart)", f"rendered output is not YAML: {exc}")])
-    return Checked(warnings(file, merged, objs, opts), rendered)
+    return Checked(warnings(file, merged, objs, opts), rendered, prerequisites(merged))
+
+
+def prerequisites(values: Mapping[str, Any]) -> list[str]:
+    """What the values need from the cluster, measured with the real KubeRay operators
+    (tests/cluster): STRICT mTLS and the operator's init container; the upgrade strategy."""
+    out = []
+    mtls = values.get("mtls") or {}
+    if mtls.get("enabled") and mtls.get("mode") == "STRICT":
+        out.append("mtls.mode STRICT: run the KubeRay operator with "
+                   "ENABLE_INIT_CONTAINER_INJECTION=false. At its default it adds the "
+                   "wait-gcs-ready init container to every worker pod (KubeRay 1.1.0 and "
+                   "1.6.2, measured); it starts before istio-proxy, STRICT refuses its "
+                   "traffic, and the workers never leave Init")
+    strategy = (values.get("kuberay") or {}).get("upgradeStrategy")
+    if strategy == "Recreate":
+        out.append("kuberay.upgradeStrategy Recreate needs KubeRay 1.6.0 or later (older CRDs "
+                   "lack the field and Helm 4 refuses it): set kuberay.upgradeStrategy=\"\" "
+                   "for an older operator")
+    return out
 
 
 _SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<ptr>[^']*)':\s*(?P<msg>.*)$")
