@@ -5,6 +5,7 @@ SHELL := /bin/bash
 
 ROOT      := $(abspath .)
 BIN       := $(ROOT)/bin
+STAMPS    := $(BIN)/.stamps
 VENV      := $(ROOT)/.venv
 PY        := $(VENV)/bin/python
 CHART     := charts/meshray

@@ -11,6 +11,8 @@
 # Builds are cached in bin/ (gitignored) and Go's build cache: cold about 10 min, warm 0.
 
 KUBERAY_VERSIONS  ?= v1.1.0 v1.6.2
+# CNCF distribution: the OCI registry `helm push` / `helm install oci://` are tested against.
+DISTRIBUTION_VERSION ?= v3.0.0
 K8S_MODULE_DIR    := $(ROOT)/tools/cluster/k8s
 K8S_VERSION       := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2; exit}' $(K8S_MODULE_DIR)/go.mod)
 K8S_MINOR         := $(word 2,$(subst ., ,$(K8S_VERSION)))
@@ -23,22 +25,24 @@ CLUSTER_DIR       ?= $(ROOT)/.cache/cluster/dev
 CLUSTER_OPERATOR  ?= v1.6.2
 CLUSTER_TIMEOUT   ?= 2400
 CLUSTER_PYTEST_ARGS ?=
-CLUSTER_BINS := $(STAMPS)/k8s-$(K8S_VERSION) $(foreach v,$(KUBERAY_VERSIONS),$(BIN)/kuberay-operator-$(v))
+CLUSTER_BINS := $(STAMPS)/k8s-$(K8S_VERSION) $(foreach v,$(KUBERAY_VERSIONS),$(BIN)/kuberay-operator-$(v)) \
+  $(STAMPS)/registry-$(DISTRIBUTION_VERSION)
 
 export MESHRAY_KUBERAY_VERSIONS := $(KUBERAY_VERSIONS)
 
 .PHONY: cluster-bins cluster-deps cluster-up cluster-down cluster-e2e
 
-cluster-deps: ## install etcd (Debian etcd-server) and openssl if missing
+cluster-deps: ## install etcd (Debian etcd-server), openssl and gnupg if missing
 	@missing=""; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	if [ -n "$$missing" ]; then \
 	  echo "cluster-deps: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-cluster-bins: $(CLUSTER_BINS) ## build kube-apiserver, kube-controller-manager, kubectl, KubeRay operators into bin/
+cluster-bins: $(CLUSTER_BINS) ## build kube-apiserver, kube-controller-manager, kubectl, KubeRay operators, an OCI registry into bin/
 
 $(STAMPS)/k8s-$(K8S_VERSION): $(K8S_MODULE_DIR)/go.mod $(K8S_MODULE_DIR)/go.sum
 	mkdir -p $(STAMPS)
@@ -51,6 +55,13 @@ $(BIN)/kuberay-operator-%: | venv
 	mkdir -p $(BIN)
 	dir=$$(go mod download -json github.com/ray-project/kuberay/ray-operator@$* | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
 	  cd $$dir && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o $@.tmp . && mv $@.tmp $@
+
+# Built inside the downloaded module like the operators, against the module's own go.sum.
+$(STAMPS)/registry-$(DISTRIBUTION_VERSION): | venv
+	mkdir -p $(STAMPS)
+	dir=$$(go mod download -json github.com/distribution/distribution/v3@$(DISTRIBUTION_VERSION) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
+	  cd $$dir && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o $(BIN)/registry ./cmd/registry
+	touch $@
 
 cluster-up: setup cluster-deps cluster-bins ## start a local control plane + operator (CLUSTER_OPERATOR) for debugging by hand
 	$(PY) tools/cluster/controlplane.py up --dir $(CLUSTER_DIR) --operator $(CLUSTER_OPERATOR) --kubelet

@@ -27,7 +27,6 @@ CT          := $(BIN)/ct
 KUBECONFORM := $(BIN)/kubeconform
 ISTIOCTL    := $(BIN)/istioctl
 GLUA        := $(BIN)/glua
-STAMPS      := $(BIN)/.stamps
 CACHE       := $(ROOT)/.cache
 SCHEMAS     := $(CACHE)/schemas
 SHARED_CRDS ?= $(abspath $(ROOT)/../shared/crds)
