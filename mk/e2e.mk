@@ -35,7 +35,12 @@ $(E2E_CACHE)/ray-%/.installed: $(E2E_LOCKS)/ray-%.txt
 	$(E2E_CACHE)/ray-$*/bin/python -m pip install --quiet -r $<
 	touch $@
 
-e2e: setup e2e-deps e2e-venvs ## real Ray head+worker in firewalled netns for every values example (root)
+# The suite starts its own local control plane (mk/cluster.mk builds it): etcd, kube-apiserver,
+# kube-controller-manager and the KubeRay operator (E2E_OPERATOR), then helm-installs the chart.
+E2E_OPERATOR ?= v1.6.2
+export MESHRAY_E2E_OPERATOR := $(E2E_OPERATOR)
+
+e2e: setup e2e-deps e2e-venvs cluster-deps cluster-bins ## real Ray from the real operator's Pods in firewalled netns, every values example (root)
 	timeout $(E2E_TIMEOUT) $(PY) -m pytest -m e2e tests/e2e -p no:cacheprovider -q -rfEs $(E2E_PYTEST_ARGS)
 
 # Worker-port sizing: the smallest worker range with which tasks + K actors + a job submission

@@ -1,11 +1,15 @@
-"""Paths, versions and prerequisite checks shared by the e2e tests (pytest side)."""
+"""Paths, versions, prerequisite checks and deployments shared by the e2e tests (pytest side)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from raynet.live import Deployment, LocalCluster
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -29,3 +33,110 @@ def venv_for(version: str) -> Path:
     if not (venv / "bin" / "ray").exists():
         unavailable(f"no Ray {version} venv at {venv} (`make e2e-venvs`)")
     return venv
+
+
+# ---- what each test runs against (conftest installs these in the background, in test order) --
+EXAMPLES_DIR = REPO / "values-examples"
+GUIDE = REPO.parent / "shared" / "reference" / "seeds" / "kuberay-istio-mtls-l7-guide.md"
+DEFAULT = "default"
+
+
+def values_examples() -> list[str]:
+    """Values files directly in values-examples/ (gitops/ and manifests are not values)."""
+    names = []
+    for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue
+        if isinstance(doc, dict) and not {"apiVersion", "kind"} <= doc.keys():
+            names.append(path.stem)
+    return names
+
+
+def _ns(*parts: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", "-".join(("e2e", *parts)).lower())[:63].strip("-")
+
+
+def example(name: str, version: str) -> Deployment:
+    """`helm install` of the defaults or one values example, with ray.version set."""
+    files = () if name == DEFAULT else (str(EXAMPLES_DIR / f"{name}.yaml"),)
+    return Deployment(_ns(name, version), values=files, string_sets=(f"ray.version={version}",))
+
+
+def metrics_env(version: str) -> Deployment:
+    return Deployment(
+        _ns("metrics-env", version),
+        sets=("ports.autoscalerMetrics=44317", "ports.dashboardMetrics=44327"),
+        string_sets=(f"ray.version={version}",),
+    )
+
+
+def broken_fqdn(version: str) -> Deployment:
+    """The chart's defaults with a typo in the node-ip-address snippet's variable
+    (MESHRAY_POD_IPX): the chart refuses node-ip-address in values, so the rendered objects are
+    created with the typo written into the RayCluster, and the operator builds the Pods."""
+    ns = _ns("broken-fqdn", version)
+
+    def manifests(cluster: LocalCluster) -> list[dict[str, Any]]:
+        docs = cluster.helm_template(ns, [f"ray.version={version}"])
+        rc = next(d for d in docs if d["kind"] == "RayCluster")
+        groups = [rc["spec"]["headGroupSpec"], *rc["spec"]["workerGroupSpecs"]]
+        for g in groups:
+            raw = g["rayStartParams"]["node-ip-address"]
+            assert "MESHRAY_POD_IP" in raw, raw
+            g["rayStartParams"]["node-ip-address"] = raw.replace(
+                "MESHRAY_POD_IP", "MESHRAY_POD_IPX"
+            )
+        return docs
+
+    return Deployment(ns, manifests=manifests)
+
+
+def _heredocs(markdown: str) -> list[str]:
+    """Bodies of `<<EOF ... EOF` heredocs in the guide, dedented, with `\\$` unescaped."""
+    bodies = []
+    for m in re.finditer(r"<<EOF\n(.*?)\n\s*EOF", markdown, re.DOTALL):
+        lines = m.group(1).split("\n")
+        indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
+        bodies.append("\n".join(ln[indent:] for ln in lines).replace("\\$", "$"))
+    return bodies
+
+
+def guide() -> Deployment:
+    """The seed guide's headless Service and (x86-64) RayCluster as published, created in the
+    namespace its FQDNs name (default). One deployment serves both Ray versions: the image
+    is not run, the venv is."""
+
+    def manifests(_: LocalCluster) -> list[dict[str, Any]]:
+        docs = []
+        for body in _heredocs(GUIDE.read_text()):
+            doc = yaml.safe_load(body)
+            if not isinstance(doc, dict) or doc.get("kind") not in ("Service", "RayCluster"):
+                continue
+            if doc["kind"] == "RayCluster":
+                image = doc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+                if "aarch64" in image:
+                    continue
+            docs.append(doc)
+        return docs
+
+    return Deployment("default", manifests=manifests)
+
+
+def deployment_for(test: str, params: dict[str, Any]) -> Deployment | None:
+    """The deployment a collected test (function name, parameters) will run against."""
+    version = params.get("version")
+    if version is None:
+        return None
+    if test == "test_example":
+        return example(params["example"], version)
+    if test in ("test_negative_object_manager_port", "test_negative_worker_port"):
+        return example(DEFAULT, version)
+    if test == "test_negative_broken_fqdn_snippet":
+        return broken_fqdn(version)
+    if test == "test_head_metrics_ports_follow_env":
+        return metrics_env(version)
+    if test == "test_guide_contract_leaves_ports_undeclared":
+        return guide() if GUIDE.exists() else None
+    return None

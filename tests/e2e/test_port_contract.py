@@ -1,60 +1,56 @@
-"""Prove the rendered port contract with real Ray behind a firewall of exactly the Services.
+"""Prove the port contract with real Ray, started from the real KubeRay operator's Pods,
+behind firewalls built from the live Services and EndpointSlices.
 
-For the default values and every values example, on each Ray version (the chart's default
-and the oldest it supports), the chart is rendered with that ``ray.version`` and a real head
-and worker are started from the rendered ``rayStartParams`` in two network namespaces whose
-firewalls admit from the peer only the ports of the Services that select the node. The
-workload must pass, no Ray process may listen outside the Services, and no connection attempt
-may be dropped. The negative controls show each kind of check can fail.
+For the default values and every values example, on each Ray version (the chart's default and
+the oldest it supports), the chart is `helm install`ed with that ``ray.version`` on a local
+control plane with the real KubeRay operator; the harness plays kubelet for the head Pod and one
+worker Pod (each gets its network namespace's address), and starts each node from its Pod as
+the API server holds it. Each node's firewall admits from its peer only the ports of the
+Services whose EndpointSlices list that Pod. The workload must pass, no Ray process may listen
+outside those Services, and no connection attempt may be dropped. The negative controls show
+each kind of check can fail.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_support import LOG_DIR, RAY_VERSIONS, REPO, venv_for
-from raynet.contract import ClusterContract, from_guide, from_manifests
-from raynet.scenario import RunConfig, RunResult, run
+from e2e_support import (
+    DEFAULT,
+    GUIDE,
+    LOG_DIR,
+    RAY_VERSIONS,
+    broken_fqdn,
+    guide,
+    metrics_env,
+    values_examples,
+    venv_for,
+)
+from e2e_support import example as example_dep
+from raynet.live import Deployment, LiveCluster, LocalCluster, read_cluster
+from raynet.scenario import RunConfig, RunResult, run, worker_ports_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_host")]
 
-EXAMPLES_DIR = REPO / "values-examples"
-GUIDE = REPO.parent / "shared" / "reference" / "seeds" / "kuberay-istio-mtls-l7-guide.md"
-DEFAULT = "default"
 # Examples that get the whole workload on every version; the others get the shorter one
-# (still: both nodes started from the rendered flags, cross-node tasks, actors, an object
-# pull, metrics, a job submission, and the listening-port audit). See tests/e2e/README.md.
+# (still: both nodes started from their Pods, cross-node tasks, actors, an object pull,
+# metrics, a job submission, and the listening-port audit). See tests/e2e/README.md.
 FULL = {DEFAULT, "kuberay-istio-guide"}
 
 
-def values_examples() -> list[str]:
-    """Values files directly in values-examples/ (gitops/ and manifests are not values)."""
-    names = []
-    for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            continue
-        if isinstance(doc, dict) and not {"apiVersion", "kind"} <= doc.keys():
-            names.append(path.stem)
-    return names
+def live(cluster: LocalCluster, dep: Deployment, label: str) -> LiveCluster:
+    """The deployment's Pods, env, Services and EndpointSlices as the API server holds them."""
+    cluster.wait(dep)
+    return read_cluster(cluster.api, dep.namespace, source=label)
 
 
-def render_contract(example: str, version: str, *sets: str) -> ClusterContract:
-    from meshray.render import RenderError, RenderRequest, render
-
-    files = [] if example == DEFAULT else [EXAMPLES_DIR / f"{example}.yaml"]
-    req = RenderRequest(
-        values_files=files, set_string_values=[f"ray.version={version}"], set_values=list(sets)
-    )
-    try:
-        docs = render(req)
-    except RenderError as exc:
-        pytest.skip(f"the chart refuses {example} on Ray {version}: {exc.message}")
-    return from_manifests(docs, source=f"{example}@{version}")
+def ray_params(pod_argv: tuple[str, ...]) -> dict[str, str]:
+    """`--k=v` words of a Pod's (unexpanded) command line: only for values without variables."""
+    words = " ".join(pod_argv).split()
+    return {
+        w[2:].split("=", 1)[0]: w.split("=", 1)[1] for w in words if w.startswith("--") and "=" in w
+    }
 
 
 def execute(record: list[RunResult], cfg: RunConfig) -> RunResult:
@@ -80,13 +76,15 @@ def assert_clean(result: RunResult) -> None:
 # ---- every example on every version -----------------------------------------------------------
 @pytest.mark.parametrize("version", RAY_VERSIONS)
 @pytest.mark.parametrize("example", [DEFAULT, *values_examples()])
-def test_example(example: str, version: str, record_run: list[RunResult]) -> None:
+def test_example(
+    example: str, version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
     venv = venv_for(version)
-    contract = render_contract(example, version)
+    label = f"{example}@{version}"
     cfg = RunConfig(
-        contract=contract,
+        cluster=live(e2e_cluster, example_dep(example, version), label),
         venv=venv,
-        label=f"{example}@{version}",
+        label=label,
         log_dir=LOG_DIR,
         **profile_kwargs(example in FULL),
     )
@@ -99,11 +97,13 @@ def test_example(example: str, version: str, record_run: list[RunResult]) -> Non
 
 # ---- negative controls: each must fail the step it should ---------------------------------------
 @pytest.mark.parametrize("version", RAY_VERSIONS)
-def test_negative_object_manager_port(version: str, record_run: list[RunResult]) -> None:
-    contract = render_contract(DEFAULT, version)
-    om = int(contract.worker.start_params["object-manager-port"])
+def test_negative_object_manager_port(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
+    c = live(e2e_cluster, example_dep(DEFAULT, version), f"no-object-manager@{version}")
+    om = int(ray_params(c.worker.argv)["object-manager-port"])
     cfg = RunConfig(
-        contract=contract,
+        cluster=c,
         venv=venv_for(version),
         label=f"no-object-manager@{version}",
         profile="smoke",
@@ -123,14 +123,16 @@ def test_negative_object_manager_port(version: str, record_run: list[RunResult])
 
 
 @pytest.mark.parametrize("version", RAY_VERSIONS)
-def test_negative_worker_port(version: str, record_run: list[RunResult]) -> None:
-    contract = render_contract(DEFAULT, version)
-    ports = contract.worker_ports()
+def test_negative_worker_port(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
+    c = live(e2e_cluster, example_dep(DEFAULT, version), f"no-worker-port@{version}")
+    ports = worker_ports_of(ray_params(c.worker.argv))
     blocked = ports[3]
     # Actors pinned to the worker, created one at a time until the range is nearly full: one of
     # them must draw the blocked port (Ray 2.10 hands ports out in order, Ray 2.60 at random).
     cfg = RunConfig(
-        contract=contract,
+        cluster=c,
         venv=venv_for(version),
         label=f"no-worker-port@{version}",
         profile="sizing",
@@ -149,17 +151,15 @@ def test_negative_worker_port(version: str, record_run: list[RunResult]) -> None
 
 
 @pytest.mark.parametrize("version", RAY_VERSIONS)
-def test_negative_broken_fqdn_snippet(version: str, record_run: list[RunResult]) -> None:
+def test_negative_broken_fqdn_snippet(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
     """A node-ip-address snippet that expands wrong (a typo in the variable) must fail."""
-    contract = render_contract(DEFAULT, version)
-    for role in ("head", "worker"):
-        raw = getattr(contract, role).start_params["node-ip-address"]
-        assert "MESHRAY_POD_IP" in raw, raw
-        contract = contract.with_params(
-            role, node_ip_address=raw.replace("MESHRAY_POD_IP", "MESHRAY_POD_IPX")
-        )
+    c = live(e2e_cluster, broken_fqdn(version), f"broken-fqdn@{version}")
+    for pod in (c.head, c.worker):
+        assert "MESHRAY_POD_IPX" in " ".join(pod.argv), pod.argv
     cfg = RunConfig(
-        contract=contract,
+        cluster=c,
         venv=venv_for(version),
         label=f"broken-fqdn@{version}",
         start_timeout=40,
@@ -182,16 +182,16 @@ def test_negative_broken_fqdn_snippet(version: str, record_run: list[RunResult])
 
 
 @pytest.mark.parametrize("version", RAY_VERSIONS)
-def test_head_metrics_ports_follow_env(version: str, record_run: list[RunResult]) -> None:
+def test_head_metrics_ports_follow_env(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
     """AUTOSCALER_METRIC_PORT / DASHBOARD_METRIC_PORT are honoured: with other values the head
     listens on those, not on 44217/44227 (which would then be outside every Service)."""
-    contract = render_contract(
-        DEFAULT, version, "ports.autoscalerMetrics=44317", "ports.dashboardMetrics=44327"
-    )
-    assert contract.head.env.get("AUTOSCALER_METRIC_PORT") == "44317", contract.head.env
-    assert contract.head.env.get("DASHBOARD_METRIC_PORT") == "44327", contract.head.env
+    c = live(e2e_cluster, metrics_env(version), f"metrics-env@{version}")
+    assert c.head.env.get("AUTOSCALER_METRIC_PORT") == "44317", c.head.env
+    assert c.head.env.get("DASHBOARD_METRIC_PORT") == "44327", c.head.env
     cfg = RunConfig(
-        contract=contract,
+        cluster=c,
         venv=venv_for(version),
         label=f"metrics-env@{version}",
         profile="smoke",
@@ -208,15 +208,16 @@ def test_head_metrics_ports_follow_env(version: str, record_run: list[RunResult]
 
 
 @pytest.mark.parametrize("version", RAY_VERSIONS)
-def test_guide_contract_leaves_ports_undeclared(version: str, record_run: list[RunResult]) -> None:
+def test_guide_contract_leaves_ports_undeclared(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
     """The seed guide's own manifests, as a control of the audit: its head listens on the
     autoscaler/dashboard metrics ports (and, before Ray 2.45, a random dashboard gRPC port),
     none of which its Services declare. The chart exists to close exactly this gap."""
     if not GUIDE.exists():
         pytest.skip(f"{GUIDE} not present")
-    contract = from_guide(Path(GUIDE))
     cfg = RunConfig(
-        contract=contract,
+        cluster=live(e2e_cluster, guide(), f"guide-as-published@{version}"),
         venv=venv_for(version),
         label=f"guide-as-published@{version}",
         profile="smoke",

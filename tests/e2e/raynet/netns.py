@@ -290,13 +290,17 @@ class NodePair:
     """Creates the namespaces, veth pair, hosts files, firewalls and node inits; tears down."""
 
     def __init__(
-        self, hosts: Mapping[str, str], head_allowed: Sequence[int], worker_allowed: Sequence[int]
+        self,
+        hosts: Mapping[str, Sequence[str]],
+        head_allowed: Sequence[int],
+        worker_allowed: Sequence[int],
     ) -> None:
         seq = next(_SEQ)
         base = f"mr-{os.getpid()}-{seq}"
         self.head = Node("head", f"{base}-head", HEAD_IP, WORKER_IP)
         self.worker = Node("worker", f"{base}-worker", WORKER_IP, HEAD_IP)
-        self.hosts = dict(hosts)  # fqdn -> ip, written into both namespaces' hosts files
+        # name -> addresses (what the cluster DNS answers), written into both hosts files
+        self.hosts = {name: tuple(ips) for name, ips in hosts.items()}
         self.allowed = {"head": list(head_allowed), "worker": list(worker_allowed)}
         self.created: list[str] = []
 
@@ -334,7 +338,7 @@ class NodePair:
             etc = Path("/etc/netns") / node.ns
             etc.mkdir(parents=True, exist_ok=True)
             lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-            lines += [f"{ip} {name}" for name, ip in self.hosts.items()]
+            lines += [f"{ip} {name}" for name, ips in self.hosts.items() for ip in ips]
             (etc / "hosts").write_text("\n".join(lines) + "\n")
             # No DNS server is reachable: fail lookups fast instead of waiting for timeouts.
             (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
@@ -423,7 +427,7 @@ class NodePair:
 
 @contextlib.contextmanager
 def node_pair(
-    hosts: Mapping[str, str], head_allowed: Sequence[int], worker_allowed: Sequence[int]
+    hosts: Mapping[str, Sequence[str]], head_allowed: Sequence[int], worker_allowed: Sequence[int]
 ) -> Iterator[NodePair]:
     pair = NodePair(hosts, head_allowed, worker_allowed)
     try:

@@ -1,6 +1,7 @@
-"""One end-to-end run: firewalled namespaces, real `ray start` on both nodes, the workload,
-the listening-port audit and teardown. Every step is named; the first fatal failure ends the
-run (later steps would only time out against a wedged cluster), teardown always runs.
+"""One end-to-end run: firewalled namespaces, each node started from its Pod as the API server
+holds it (the KubeRay operator's container command, args and env), the workload, the
+listening-port audit and teardown. Every step is named; the first fatal failure ends the run
+(later steps would only time out against a wedged cluster), teardown always runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import queue
 import shlex
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import kuberay
-from .contract import ClusterContract, NodeSpec
-from .netns import HEAD_IP, WORKER_IP, Node, NodePair, Sampler, sweep_stale
+from .live import LiveCluster, LivePod
+from .netns import Node, NodePair, Sampler, sweep_stale
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workload"
 
 
 @dataclass
 class RunConfig:
-    contract: ClusterContract
+    cluster: LiveCluster
     venv: Path
     label: str
     profile: str = "full"  # full | smoke | sizing
@@ -42,8 +41,6 @@ class RunConfig:
     log_dir: Path | None = None
     # Bound on one `ray start` (healthy: ~5-10 s, ~20 s on a loaded 2-core machine).
     start_timeout: float = 90.0
-    # Extra head env (e.g. to prove AUTOSCALER_METRIC_PORT is honoured).
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,15 +109,56 @@ def venv_ray_version(venv: Path) -> str:
     return found[0].name[len("ray-") : -len(".dist-info")]
 
 
+# Ray's own `ray start` prints this once the node is up (2.10 and 2.60); with `--block` it then
+# stays in the foreground, watching the node's processes, as in the container.
+RAY_STARTED = "Ray runtime started"
+
+
+def parse_ray_start(argv: list[str]) -> tuple[bool, dict[str, str]]:
+    """(head?, params) of one `ray start` argv as the probe recorded it."""
+    params: dict[str, str] = {}
+    head = False
+    for a in argv[1:]:
+        if a == "--head":
+            head = True
+        elif a.startswith("--") and "=" in a:
+            k, v = a[2:].split("=", 1)
+            params[k] = v
+        elif a.startswith("--"):
+            params[a[2:]] = ""
+    return head, params
+
+
+def worker_ports_of(params: dict[str, str]) -> list[int]:
+    if params.get("worker-port-list"):
+        return [int(p) for p in params["worker-port-list"].split(",") if p.strip()]
+    lo = int(params.get("min-worker-port", 10002))
+    hi = int(params.get("max-worker-port", 19999))
+    return list(range(lo, hi + 1))
+
+
+def shell_script(pod: LivePod) -> str:
+    """The script of the Ray container's `bash [-l]c [--] SCRIPT` command."""
+    words = list(pod.argv)
+    if not words or Path(words[0]).name not in ("bash", "sh"):
+        raise ValueError(f"{pod.name}: the Ray container does not run a shell: {words[:3]}")
+    rest = words[1:]
+    while rest and rest[0].startswith("-"):
+        rest = rest[1:]
+    if not rest:
+        raise ValueError(f"{pod.name}: no script in {words}")
+    return rest[0]
+
+
 class Run:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.c = cfg.contract
+        self.c = cfg.cluster
         self.result = RunResult(cfg.label, venv_ray_version(cfg.venv))
         cfg.venv = cfg.venv.resolve()  # commands run with another working directory
-        self.ray_bin = str(cfg.venv / "bin" / "ray")
         self.python = str(cfg.venv / "bin" / "python")
-        self._ca: tuple[str, str] | None = None
+        # What each node's `ray start` receives, recorded by the probe (node_ip_<role>).
+        self.params: dict[str, dict[str, str]] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def record(
@@ -143,59 +181,57 @@ class Run:
             out["ok"], out["detail"] = False, f"{type(exc).__name__}: {exc}"
         self.record(name, bool(out["ok"]), time.monotonic() - t0, out["detail"], fatal)
 
-    def node_env(self, node: Node, spec: NodeSpec) -> dict[str, str]:
-        env = {
+    def image_env(self) -> dict[str, str]:
+        """What the Ray image's own environment gives every container: the per-version venv
+        first on PATH (so the Pod's `ray` is that venv's), a home, a locale."""
+        return {
             "PATH": f"{self.cfg.venv / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
             "/usr/bin:/sbin:/bin",
             "HOME": "/tmp",
             "LANG": "C.UTF-8",
             "RAY_USAGE_STATS_ENABLED": "0",
-            # What KubeRay injects into every Ray container.
-            "RAY_CLUSTER_NAME": self.c.cluster_name,
-            "FQ_RAY_IP": self.c.head_service_fqdn,
-            "RAY_IP": self.c.head_service,
-            "RAY_PORT": str(self.c.gcs_port()),
-            "RAY_ADDRESS": f"{self.c.head_service_fqdn}:{self.c.gcs_port()}",
+            "PYTHONUNBUFFERED": "1",
         }
-        env.update(spec.env)
-        for name in spec.pod_ip_env:  # the downward API's status.podIP
-            env[name] = node.ip
-        if spec.role == "head":
-            env.update(self.cfg.extra_env)
-        return env
+
+    def node_env(self, pod: LivePod) -> dict[str, str]:
+        """The container's environment: the image's, then the Pod's (resolved by the API
+        server's objects: downward API with the pod IP, Secret / ConfigMap refs)."""
+        return {**self.image_env(), **pod.env}
 
     def allowed(self, role: str) -> list[int]:
-        ports = set(self.c.allowed_ports(role)) - set(self.cfg.drop_both)
+        ports = set(self.c.pod(role).allowed) - set(self.cfg.drop_both)
         if role == "worker":
             ports -= set(self.cfg.drop_worker)
         return sorted(ports)
+
+    def worker_ports(self) -> list[int]:
+        return worker_ports_of(self.params.get("worker", {}))
 
     # -- the run -----------------------------------------------------------------------------
     def execute(self) -> RunResult:
         t_start = time.monotonic()
         sweep_stale()
-        hosts = {
-            self.c.pod_fqdn(HEAD_IP): HEAD_IP,
-            self.c.pod_fqdn(WORKER_IP): WORKER_IP,
-            self.c.head_service_fqdn: HEAD_IP,
-        }
-        pair = NodePair(hosts, self.allowed("head"), self.allowed("worker"))
+        pair = NodePair(self.c.hosts, self.allowed("head"), self.allowed("worker"))
         sampler: Sampler | None = None
         try:
             with self.timed("network") as out:
+                for node in pair.nodes:
+                    pod = self.c.pod(node.role)
+                    if pod.ip != node.ip:
+                        raise RuntimeError(f"{pod.name} has IP {pod.ip}, its namespace {node.ip}")
                 pair.setup()
                 out["detail"] = {
-                    "head": pair.head.ns,
-                    "worker": pair.worker.ns,
+                    "head": f"{pair.head.ns} = pod {self.c.head.name}",
+                    "worker": f"{pair.worker.ns} = pod {self.c.worker.name}",
                     "admitted_on_head": len(self.allowed("head")),
                     "admitted_on_worker": len(self.allowed("worker")),
                 }
-            sampler = Sampler(pair.nodes, range_ports=frozenset(self.c.worker_ports()))
-            sampler.start()
             self.check_node_ip(pair.head, self.c.head)
             self.check_node_ip(pair.worker, self.c.worker)
-            for node, spec in ((pair.head, self.c.head), (pair.worker, self.c.worker)):
-                self.prepare_pod(node, spec)
+            sampler = Sampler(pair.nodes, range_ports=frozenset(self.worker_ports()))
+            sampler.start()
+            for node in pair.nodes:
+                self.prepare_pod(node, self.c.pod(node.role))
             self.start_node(pair.head, self.c.head, "head_start")
             self.start_node(pair.worker, self.c.worker, "worker_start")
             if self.c.head.env.get("RAY_USE_TLS") == "1":
@@ -219,41 +255,48 @@ class Run:
             self.result.seconds = round(time.monotonic() - t_start, 1)
         return self.result
 
-    def check_node_ip(self, node: Node, spec: NodeSpec) -> None:
-        """The rendered node-ip-address, expanded by bash with the pod's env, must be this
-        pod's FQDN and resolve (through the namespace's hosts file) to the pod's IP."""
+    def check_node_ip(self, node: Node, pod: LivePod) -> None:
+        """The Pod's container command, run by bash in the node with the Pod's env and `ray` a
+        function that records its argv: `node-ip-address` must be this Pod's FQDN under a
+        headless Service whose EndpointSlice lists it, and resolve to the pod's IP."""
         with self.timed(f"node_ip_{node.role}", fatal=False) as out:
-            probe = kuberay.argv_probe(self.c, spec, self.ray_bin)
-            proc = node.run(["bash", "-c", probe], self.node_env(node, spec), timeout=20)
-            argv = proc.stdout.split("\0")
-            value = next(
-                (a.split("=", 1)[1] for a in argv if a.startswith("--node-ip-address=")), None
+            script = shell_script(pod)
+            probe = "ray() { printf '%s\\0' \"$@\"; printf '\\1\\0'; }; ulimit() { :; }; "
+            proc = node.run(
+                ["bash", "--noprofile", "--norc", "-c", probe + script],
+                self.node_env(pod),
+                timeout=20,
             )
-            want = self.c.pod_fqdn(node.ip)
+            calls = [c.split("\0")[:-1] for c in proc.stdout.split("\1\0") if c]
+            starts = [c for c in calls if c and c[0] == "start"]
+            if proc.returncode != 0 or len(starts) != 1:
+                raise RuntimeError(f"expected one `ray start`, got {calls}: {proc.stderr[-300:]}")
+            head, params = parse_ray_start(starts[0])
+            if head != (node.role == "head"):
+                raise RuntimeError(f"{pod.name}: `ray start` head={head} on the {node.role}")
+            self.params[node.role] = params
+            value = params.get("node-ip-address")
             resolved = node.run(["getent", "ahostsv4", value or "-"], {}, timeout=10).stdout
             addrs = sorted({ln.split()[0] for ln in resolved.splitlines() if ln.strip()})
-            out["detail"] = {
-                "raw": spec.start_params.get("node-ip-address"),
-                "value": value,
-                "resolves_to": addrs,
-            }
-            out["ok"] = value == want and addrs == [node.ip]
+            out["detail"] = {"value": value, "resolves_to": addrs, "pod_fqdns": pod.fqdns}
+            out["ok"] = value in pod.fqdns and addrs == [node.ip]
 
-    def prepare_pod(self, node: Node, spec: NodeSpec) -> None:
-        """Volumes and init containers, as the kubelet would run them before the Ray container:
-        every volume is a fresh tmpfs private to the node (creating missing mount points under
-        /etc on a private overlay, so the host's /etc is never touched), secret volumes hold the
-        test CA (ca.crt/ca.key, also as tls.crt/tls.key), then each init container's command
-        runs with its own env and the pod IP."""
-        if not spec.mounts and not spec.init_containers:
+    def prepare_pod(self, node: Node, pod: LivePod) -> None:
+        """Volumes and init containers of the Pod, as the kubelet would run them before the Ray
+        container: every volume is a fresh tmpfs private to the node (missing mount points are
+        created as the container runtime would: on the node's own /tmp and /dev/shm, and under
+        /etc on a private overlay, so the host's /etc is never touched; elsewhere they are an
+        error), Secret and ConfigMap volumes hold what the API server holds, then each init
+        container's command runs with its own resolved env."""
+        if not pod.mounts and not pod.init_containers:
             return
         with self.timed(f"pod_init_{node.role}") as out:
-            paths = sorted(spec.mounts)
+            paths = sorted(pod.mounts)
             script = ["set -e", "need_etc=0"]
             for p in paths:
                 q = shlex.quote(p)
                 script.append(
-                    f"[ -d {q} ] || case {q} in /etc/*) need_etc=1;; "
+                    f"[ -d {q} ] || case {q} in /etc/*) need_etc=1;; /tmp/*|/dev/shm/*) ;; "
                     f"*) echo 'no mount point {p}' >&2; exit 1;; esac"
                 )
             script += [
@@ -276,16 +319,8 @@ class Run:
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"volumes: {proc.stderr.strip()}")
-            ca = self.test_ca()
-            for p, kind in spec.mounts.items():
-                if kind != "secret":
-                    continue
-                for name, text in (
-                    ("ca.crt", ca[0]),
-                    ("ca.key", ca[1]),
-                    ("tls.crt", ca[0]),
-                    ("tls.key", ca[1]),
-                ):
+            for p, vol in pod.mounts.items():
+                for name, text in vol.files.items():
                     node.run(
                         ["bash", "-c", 'cat > "$1"', "_", f"{p}/{name}"],
                         {},
@@ -293,38 +328,35 @@ class Run:
                         input_text=text,
                     )
             ran = []
-            for ic in spec.init_containers:
-                env = {
-                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME": "/tmp",
-                    **ic.env,
-                    **{k: node.ip for k in ic.pod_ip_env},
-                }
-                proc = node.run(list(ic.argv), env, timeout=60)
+            for ic in pod.init_containers:
+                proc = node.run(list(ic.argv), {**self.image_env(), **ic.env}, timeout=60)
                 if proc.returncode != 0:
                     raise RuntimeError(
                         f"init container {ic.name}: rc={proc.returncode} "
                         f"{proc.stderr.strip()[-800:]}"
                     )
                 ran.append(ic.name)
-            out["detail"] = {"volumes": spec.mounts, "init_containers": ran}
+            out["detail"] = {
+                "volumes": {p: f"{v.kind}{sorted(v.files) or ''}" for p, v in pod.mounts.items()},
+                "init_containers": ran,
+            }
 
     def check_tls(self, pair: NodePair) -> None:
         """With Ray-native TLS, each peer's gRPC ports complete a mutual-TLS handshake whose
         certificate verifies against the CA and names the peer's Pod FQDN (the init
         container's SANs), using the client's own pod certificate."""
-        head_p = kuberay.effective_params(self.c, self.c.head)
-        wrk_p = kuberay.effective_params(self.c, self.c.worker)
+        head_p, wrk_p = self.params["head"], self.params["worker"]
         probes = [
-            (pair.worker, self.c.worker, pair.head, int(self.c.gcs_port())),
-            (pair.worker, self.c.worker, pair.head, int(head_p["node-manager-port"])),
-            (pair.head, self.c.head, pair.worker, int(wrk_p["node-manager-port"])),
-            (pair.head, self.c.head, pair.worker, int(wrk_p["object-manager-port"])),
+            (pair.worker, pair.head, int(head_p.get("port", 6379))),
+            (pair.worker, pair.head, int(head_p["node-manager-port"])),
+            (pair.head, pair.worker, int(wrk_p["node-manager-port"])),
+            (pair.head, pair.worker, int(wrk_p["object-manager-port"])),
         ]
         with self.timed("tls_handshake") as out:
             results = {}
-            for src, spec, dst, port in probes:
-                env = spec.env
+            for src, dst, port in probes:
+                env = self.c.pod(src.role).env
+                peer = self.params[dst.role]["node-ip-address"]
                 argv = [
                     "openssl",
                     "s_client",
@@ -339,71 +371,59 @@ class Run:
                     env["RAY_TLS_SERVER_KEY"],
                     "-verify_return_error",
                     "-verify_hostname",
-                    self.c.pod_fqdn(dst.ip),
+                    peer,
                 ]
                 proc = src.run(argv, {"PATH": "/usr/bin:/bin"}, timeout=20, input_text="")
                 text = proc.stdout + proc.stderr
                 # gRPC closes the socket after the handshake (no HTTP/2 preface), so openssl's
                 # exit code is not the verdict; the verification lines are.
-                ok = (
-                    "Verification: OK" in text
-                    and f"Verified peername: {self.c.pod_fqdn(dst.ip)}" in text
-                )
+                ok = "Verification: OK" in text and f"Verified peername: {peer}" in text
                 results[f"{src.role}->{dst.role}:{port}"] = "ok" if ok else text.strip()[-300:]
             out["ok"] = all(v == "ok" for v in results.values())
             out["detail"] = results
 
-    def test_ca(self) -> tuple[str, str]:
-        """A throwaway CA (certificate, key) standing in for the chart's CA Secret."""
-        if self._ca is None:
-            with tempfile.TemporaryDirectory() as d:
-                subprocess.run(
-                    [
-                        "openssl",
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "rsa:2048",
-                        "-nodes",
-                        "-days",
-                        "1",
-                        "-subj",
-                        "/CN=meshray-e2e-ca",
-                        "-keyout",
-                        f"{d}/ca.key",
-                        "-out",
-                        f"{d}/ca.crt",
-                        "-addext",
-                        "basicConstraints=critical,CA:TRUE",
-                        "-addext",
-                        "keyUsage=critical,keyCertSign,cRLSign",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=60,
-                )
-                self._ca = (Path(d, "ca.crt").read_text(), Path(d, "ca.key").read_text())
-        return self._ca
-
-    def start_node(self, node: Node, spec: NodeSpec, step: str) -> None:
-        cmd = kuberay.container_command(self.c, spec, self.ray_bin)
+    def start_node(self, node: Node, pod: LivePod, step: str) -> None:
+        """Run the Ray container's command and args as the API server holds them (KubeRay's
+        `bash -c -- "ulimit ...; ray start ... --block"`) with the container's env. `--block`
+        keeps it in the foreground like the container's main process; the node counts as up
+        when `ray start` reports the runtime started, bounded by start_timeout."""
         with self.timed(step) as out:
-            # A node that cannot reach or resolve itself hangs until this bound.
-            proc = node.run(
-                ["bash", "-c", cmd], self.node_env(node, spec), timeout=self.cfg.start_timeout
+            proc = node.popen(
+                list(pod.argv),
+                self.node_env(pod),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                bufsize=1,
             )
-            out["ok"] = proc.returncode == 0
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-12:]
-            out["detail"] = (
-                {"rc": proc.returncode, "command": cmd}
-                if out["ok"]
-                else {"rc": proc.returncode, "command": cmd, "output": tail}
-            )
+            tail: list[str] = []
+            started = threading.Event()
+
+            def pump() -> None:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    tail.append(line.rstrip())
+                    del tail[:-40]
+                    if RAY_STARTED in line:
+                        started.set()
+
+            threading.Thread(target=pump, daemon=True, name=f"{node.role}-container").start()
+            deadline = time.monotonic() + self.cfg.start_timeout
+            while not started.is_set() and proc.poll() is None and time.monotonic() < deadline:
+                started.wait(0.2)
+            out["ok"] = started.is_set() and proc.poll() is None
+            detail: dict[str, Any] = {"pod": pod.name, "command": list(pod.argv)}
+            if not out["ok"]:
+                detail["rc"] = proc.poll()
+                detail["output"] = tail[-12:]
+                if proc.poll() is None:
+                    detail["output"].append(f"[not started after {self.cfg.start_timeout}s]")
+            out["detail"] = detail
 
     def workload(self, pair: NodePair) -> None:
-        head_env = self.node_env(pair.head, self.c.head)
+        head_env = self.node_env(self.c.head)
         head_env["PYTHONUNBUFFERED"] = "1"
-        worker_metrics = kuberay.effective_params(self.c, self.c.worker)["metrics-export-port"]
+        worker_metrics = self.params["worker"].get("metrics-export-port", "8080")
         argv = [
             self.python,
             str(WORKLOAD_DIR / "driver.py"),
@@ -501,10 +521,8 @@ class Run:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(drv.pid, 9)
 
-    def client(
-        self, node: Node, spec: NodeSpec, args: list[str], timeout: float
-    ) -> tuple[bool, Any]:
-        env = self.node_env(node, spec)
+    def client(self, node: Node, args: list[str], timeout: float) -> tuple[bool, Any]:
+        env = self.node_env(self.c.pod(node.role))
         proc = node.run(
             [self.python, str(WORKLOAD_DIR / "client.py"), *args, "--timeout", str(timeout)],
             env,
@@ -519,25 +537,28 @@ class Run:
     def while_loaded(self, pair: NodePair) -> None:
         """Steps run from the worker node while the driver holds its actors."""
         if self.cfg.profile in ("full", "smoke"):
-            env = {**self.c.head.env, **self.cfg.extra_env}
-            head_http = [
-                env[k] for k in ("AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT") if k in env
-            ]
+            env = self.c.head.env
+            keys = ["AUTOSCALER_METRIC_PORT", "DASHBOARD_METRIC_PORT"]
+            if "no-monitor" in self.params["head"]:
+                # Autoscaling: KubeRay starts the head with --no-monitor and runs the monitor
+                # (and its metrics port) in the autoscaler container, which is not run here.
+                keys.remove("AUTOSCALER_METRIC_PORT")
+            head_http = [env[k] for k in keys if k in env]
             if head_http:
                 with self.timed("head_metrics_ports") as out:
                     ok, reply = self.client(
                         pair.worker,
-                        self.c.worker,
                         ["http", *[f"http://{pair.head.ip}:{p}/metrics" for p in head_http]],
                         timeout=self.cfg.step_timeout,
                     )
                     out["ok"], out["detail"] = ok, reply
         if self.cfg.job:
             with self.timed("job_submission") as out:
-                url = f"http://{self.c.head_service_fqdn}:{self.c.dashboard_port()}"
+                # The head Service the worker was given (its --address), on the dashboard port.
+                host = self.params["worker"]["address"].rpartition(":")[0]
+                url = f"http://{host}:{self.params['head'].get('dashboard-port', '8265')}"
                 ok, reply = self.client(
                     pair.worker,
-                    self.c.worker,
                     ["job", url],
                     timeout=max(180.0, self.cfg.step_timeout),
                 )
@@ -549,10 +570,10 @@ class Run:
         for node in pair.nodes:
             seen = sampler.seen.get(node.role, {})
             self.result.listening[node.role] = {p: sorted(v) for p, v in sorted(seen.items())}
-            allowed = self.c.allowed_ports(node.role)
+            allowed = self.c.pod(node.role).allowed
             self.result.outside[node.role] = sorted(p for p in seen if p not in allowed)
             self.result.blocked[node.role] = node.blocked_ports()
-            wp = set(self.c.worker_ports())
+            wp = set(worker_ports_of(self.params.get(node.role, {})))
             self.result.worker_ports_used[node.role] = sorted(p for p in seen if p in wp)
             self.result.worker_ports_peak[node.role] = sampler.peak.get(node.role, 0)
         outside = {r: p for r, p in self.result.outside.items() if p}
