@@ -430,6 +430,55 @@ class ControlPlane:
             p,
         )
 
+    # ---- istiod --------------------------------------------------------------------------
+    def start_istiod(self, timeout: float = 90.0) -> str:
+        """Start istiod (pilot-discovery built from the pinned Istio module) out of cluster
+        against this API server; every listener on loopback. Returns the plaintext xDS
+        address. Needs the Istio CRDs (extra_crds) and makes the istio-system namespace."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api_client())
+        with contextlib.suppress(Exception):
+            core.create_namespace({"metadata": {"name": "istio-system"}})
+        mesh = self.workdir / "istiod" / "mesh.yaml"
+        mesh.parent.mkdir(parents=True, exist_ok=True)
+        mesh.write_text(
+            "rootNamespace: istio-system\ntrustDomain: cluster.local\n"
+            "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"
+        )
+        (mesh.parent / "networks.yaml").write_text("networks: {}\n")
+        grpc, http, monitoring = free_port(), free_port(), free_port()
+        p = self._spawn(
+            "istiod",
+            [
+                str(self.bin_dir / "pilot-discovery"),
+                "discovery",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--meshConfig={mesh}",
+                f"--networksConfig={mesh.parent / 'networks.yaml'}",
+                f"--grpcAddr=127.0.0.1:{grpc}",
+                f"--httpAddr=127.0.0.1:{http}",
+                f"--httpsAddr=127.0.0.1:{free_port()}",
+                f"--secureGRPCAddr=127.0.0.1:{free_port()}",
+                f"--monitoringAddr=127.0.0.1:{monitoring}",
+                "--profile=false",
+                "--log_output_level=default:warn",
+            ],
+            env={
+                "POD_NAMESPACE": "istio-system",
+                "POD_NAME": "istiod-local",
+                "KUBECONFIG": str(self.kubeconfig),
+                "ISTIOD_CUSTOM_HOST": "localhost",
+                "PILOT_ENABLE_ANALYSIS": "false",
+                "ENABLE_CA_SERVER": "false",
+                "INJECTION_WEBHOOK_CONFIG_NAME": "",
+                "VALIDATION_WEBHOOK_CONFIG_NAME": "",
+            },
+        )
+        self._wait("istiod /ready", lambda: _http_ok(f"http://127.0.0.1:{http}/ready"), timeout, p)
+        self.istiod_debug = f"http://127.0.0.1:{http}"
+        return f"127.0.0.1:{grpc}"
+
     # ---- stop ----------------------------------------------------------------------------
     def stop(self, timeout: float = 15.0) -> None:
         for p in reversed(self.procs):
