@@ -11,6 +11,7 @@ from pathlib import Path
 
 import meshray
 from meshray.audit import CHECKS, registry
+from test_audit_authz import CASES as AUTHZ
 from test_audit_cluster import CASES as CLUSTER
 from test_audit_ingress import CASES as INGRESS
 from test_audit_inputs import CASES as INPUTS
@@ -35,6 +36,9 @@ PUBLISHED = [
     ("peerauth-no-match", "error"), ("peerauth-port-unused", "error"),
     ("peerauth-port-no-selector", "error"), ("peerauth-root-selector", "warning"),
     ("peerauth-permissive", "warning"), ("peerauth-none", "info"),
+    ("authz-port-denied", "error"), ("authz-any-source", "warning"),
+    ("authz-dashboard-open", "error"), ("authz-http-on-tcp", "error"),
+    ("netpol-port-blocked", "error"),
     ("ingress-service-missing", "error"), ("ingress-port-missing", "error"),
     ("ingress-protocol-mismatch", "error"), ("ingress-exposes-ray", "warning"),
     ("pod-port-undeclared", "error"), ("pod-stale-flags", "error"), ("pod-node-ip", "error"),
@@ -58,7 +62,7 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + INGRESS + PODS + INPUTS
+    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + PODS + INPUTS
     assert {c for c, _, _ in cases} == set(CHECKS)
 
 

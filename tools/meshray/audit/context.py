@@ -21,6 +21,8 @@ class Context:
     peerauths: list[Manifest] = field(default_factory=list)
     ingresses: list[Manifest] = field(default_factory=list)
     pods: list[Manifest] = field(default_factory=list)  # running Ray Pods (audit --cluster)
+    authz: list[Manifest] = field(default_factory=list)  # Istio AuthorizationPolicies
+    netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:
