@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE))
 
 from e2e_support import CACHE, REPO, REPORT, deployment_for, unavailable  # noqa: E402
 from raynet.live import HELM, OPERATOR, LocalCluster  # noqa: E402
-from raynet.netns import require_tools  # noqa: E402
+from raynet.netns import pid_alive, require_tools  # noqa: E402
 from raynet.scenario import RunResult  # noqa: E402
 
 _results: list[dict[str, Any]] = []
@@ -49,6 +49,10 @@ def e2e_cluster(e2e_host: None, request: pytest.FixtureRequest) -> Iterator[Loca
     missing = [str(p) for p in needed if not p.exists()]
     if missing or not shutil.which("etcd"):
         unavailable(f"control plane binaries missing {missing or ['etcd']} (`make cluster-bins`)")
+    for old in (CACHE / "e2e").glob("cluster-*"):  # control planes of finished sessions
+        pid = old.name.removeprefix("cluster-")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     cluster = LocalCluster(CACHE / "e2e" / f"cluster-{os.getpid()}")
     try:
         cluster.start()

@@ -28,7 +28,7 @@ from e2e_support import (
     venv_for,
 )
 from e2e_support import example as example_dep
-from raynet.live import Deployment, LiveCluster, LocalCluster, read_cluster
+from raynet.live import LocalCluster
 from raynet.scenario import RunConfig, RunResult, run, worker_ports_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_host")]
@@ -37,12 +37,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("e2e_host")]
 # (still: both nodes started from their Pods, cross-node tasks, actors, an object pull,
 # metrics, a job submission, and the listening-port audit). See tests/e2e/README.md.
 FULL = {DEFAULT, "kuberay-istio-guide"}
-
-
-def live(cluster: LocalCluster, dep: Deployment, label: str) -> LiveCluster:
-    """The deployment's Pods, env, Services and EndpointSlices as the API server holds them."""
-    cluster.wait(dep)
-    return read_cluster(cluster.api, dep.namespace, source=label)
 
 
 def ray_params(pod_argv: tuple[str, ...]) -> dict[str, str]:
@@ -82,7 +76,7 @@ def test_example(
     venv = venv_for(version)
     label = f"{example}@{version}"
     cfg = RunConfig(
-        cluster=live(e2e_cluster, example_dep(example, version), label),
+        cluster=e2e_cluster.read(example_dep(example, version), label),
         venv=venv,
         label=label,
         log_dir=LOG_DIR,
@@ -100,7 +94,7 @@ def test_example(
 def test_negative_object_manager_port(
     version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
 ) -> None:
-    c = live(e2e_cluster, example_dep(DEFAULT, version), f"no-object-manager@{version}")
+    c = e2e_cluster.read(example_dep(DEFAULT, version), f"no-object-manager@{version}")
     om = int(ray_params(c.worker.argv)["object-manager-port"])
     cfg = RunConfig(
         cluster=c,
@@ -126,7 +120,7 @@ def test_negative_object_manager_port(
 def test_negative_worker_port(
     version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
 ) -> None:
-    c = live(e2e_cluster, example_dep(DEFAULT, version), f"no-worker-port@{version}")
+    c = e2e_cluster.read(example_dep(DEFAULT, version), f"no-worker-port@{version}")
     ports = worker_ports_of(ray_params(c.worker.argv))
     blocked = ports[3]
     # Actors pinned to the worker, created one at a time until the range is nearly full: one of
@@ -155,7 +149,7 @@ def test_negative_broken_fqdn_snippet(
     version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
 ) -> None:
     """A node-ip-address snippet that expands wrong (a typo in the variable) must fail."""
-    c = live(e2e_cluster, broken_fqdn(version), f"broken-fqdn@{version}")
+    c = e2e_cluster.read(broken_fqdn(version), f"broken-fqdn@{version}")
     for pod in (c.head, c.worker):
         assert "MESHRAY_POD_IPX" in " ".join(pod.argv), pod.argv
     cfg = RunConfig(
@@ -187,7 +181,7 @@ def test_head_metrics_ports_follow_env(
 ) -> None:
     """AUTOSCALER_METRIC_PORT / DASHBOARD_METRIC_PORT are honoured: with other values the head
     listens on those, not on 44217/44227 (which would then be outside every Service)."""
-    c = live(e2e_cluster, metrics_env(version), f"metrics-env@{version}")
+    c = e2e_cluster.read(metrics_env(version), f"metrics-env@{version}")
     assert c.head.env.get("AUTOSCALER_METRIC_PORT") == "44317", c.head.env
     assert c.head.env.get("DASHBOARD_METRIC_PORT") == "44327", c.head.env
     cfg = RunConfig(
@@ -217,7 +211,7 @@ def test_guide_contract_leaves_ports_undeclared(
     if not GUIDE.exists():
         pytest.skip(f"{GUIDE} not present")
     cfg = RunConfig(
-        cluster=live(e2e_cluster, guide(), f"guide-as-published@{version}"),
+        cluster=e2e_cluster.read(guide(), f"guide-as-published@{version}"),
         venv=venv_for(version),
         label=f"guide-as-published@{version}",
         profile="smoke",

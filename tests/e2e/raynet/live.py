@@ -164,6 +164,12 @@ class LocalCluster:
         if dep.namespace not in self._deploys:
             self._deploys[dep.namespace] = self._pool.submit(self._deploy, dep)
 
+    def read(self, dep: Deployment, label: str) -> LiveCluster:
+        """The deployment's Pods, env, Services and EndpointSlices as the API server holds them
+        (installed first if no test asked for it before)."""
+        self.wait(dep)
+        return read_cluster(self.api, dep.namespace, source=label)
+
     def timings(self) -> dict[str, float | str]:
         out: dict[str, float | str] = {}
         for ns, fut in self._deploys.items():

@@ -225,6 +225,7 @@ class Run:
                     "worker": f"{pair.worker.ns} = pod {self.c.worker.name}",
                     "admitted_on_head": len(self.allowed("head")),
                     "admitted_on_worker": len(self.allowed("worker")),
+                    "unscheduled_workers": list(self.c.unplayed_workers),
                 }
             self.check_node_ip(pair.head, self.c.head)
             self.check_node_ip(pair.worker, self.c.worker)
