@@ -194,6 +194,8 @@ CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
     ("netpol ranges", add(netpol([{**FROM_RAY_PODS, "ports": [
         {"port": "gcs-server"}, {"port": 6380, "endPort": 6383}, {"port": 8080},
         {"port": 52365}, {"port": 10002, "endPort": 10005}]}]))),
+    # an ipBlock may hold the pod network: not reported without the pod IPs
+    ("netpol ipBlock", add(netpol([{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]))),
     # an egress-only policy does not restrict ingress
     ("netpol egress only", add(netpol([], policyTypes=["Egress"], egress=[{}]))),
     # a NetworkPolicy for other pods

@@ -35,7 +35,8 @@ include Ingress (the default) accepts only the ingress some policy's rule admits
 unions. A rule with no ``from`` admits every source, with no ``ports`` every port; a ``from``
 peer with a ``podSelector`` matches pods of the policy's namespace (or of the namespaces its
 ``namespaceSelector`` picks, assumed to include the cluster's own when it names labels we
-cannot see). Named ports resolve through the Ray container's ``ports``.
+cannot see); an ``ipBlock`` is assumed to hold the pod network (pod IPs are not in the input).
+Named ports resolve through the Ray container's ``ports``.
 
 Which ports Ray needs: every port of a group's model (``raymodel``) except the dashboard and
 the Ray Client, which only users and gateways dial (closing them is a choice, not a hang); the
@@ -369,7 +370,7 @@ def _ns_selects(selector: Any, ns: str) -> bool:
 
 def _peer_admits(peer: dict[str, Any], np_ns: str, c: Cluster, labels: dict[str, str]) -> bool:
     if "ipBlock" in peer and "podSelector" not in peer and "namespaceSelector" not in peer:
-        return False  # CIDRs: pod IPs are not known here
+        return True  # a CIDR may hold the pod network: pod IPs are not known here
     if "namespaceSelector" in peer:
         if not _ns_selects(peer["namespaceSelector"], c.namespace):
             return False
