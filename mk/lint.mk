@@ -40,7 +40,15 @@ export MESHRAY_SHARED_CRDS := $(SHARED_CRDS)
 
 lint-tools: $(STAMPS)/helm3-$(HELM3_VERSION) $(STAMPS)/ct-$(CT_VERSION) \
 	$(STAMPS)/kubeconform-$(KUBECONFORM_VERSION) $(STAMPS)/istioctl-$(ISTIO_MODULE_VERSION) \
-	$(STAMPS)/glua-$(GOPHER_LUA_VERSION)
+	$(STAMPS)/glua-$(GOPHER_LUA_VERSION) $(STAMPS)/checkov
+
+# checkov (static scanner of the Ray pod templates, tests/test_scanner_checkov.py) lives in its
+# own virtualenv under .cache/: its dependencies pin packaging below what pytest needs. The
+# version is pinned in the script (CHECKOV_VERSION), which the stamp follows.
+$(STAMPS)/checkov: $(ECO)/checkov_scan.py | venv
+	mkdir -p $(STAMPS)
+	$(PY) $(ECO)/checkov_scan.py install
+	touch $@
 
 lint-setup: venv $(HELM) lint-tools lint-schemas ## install lint tools into bin/ and generate schemas
 
