@@ -260,4 +260,5 @@ def test_good_values_still_render(render_chart: Renderer) -> None:
                                     "ingress.dashboard.auth.type=external",
                                     "ingress.dashboard.auth.externalUrl=http://oauth2/auth"))
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Ingress", "PeerAuthentication", "RayCluster", "Service"]
+    assert kinds == ["Ingress", "PeerAuthentication", "RayCluster", "Service", "Sidecar",
+                     "Sidecar"]

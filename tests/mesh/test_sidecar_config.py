@@ -1,20 +1,20 @@
 """What the real istiod programs for each Ray Pod's sidecar, from the xDS it sends (meshray-xds).
 
 For the defaults and every values example, installed on the local control plane with the real
-KubeRay operator v1.6.2: for every port a Service selecting the Pod declares, the inbound
-filter chains (listener virtualInbound) must accept only mutual TLS where the PeerAuthentication
-says STRICT, and carry the protocol the Services declare (HTTP connection manager for http,
-with HTTP/2 for grpc; tcp_proxy for tcp/tls). Where two Services declare one Pod port with
-different protocols, istiod has to pick one: such conflicts are listed, and so are the Ray ports
-that are not L7.
+KubeRay operator v1.6.2, every port the Pod's `ray start` will listen on (read from the Pod the
+operator made, tests/cluster/podcmd.py) must have inbound filter chains (listener
+virtualInbound) that accept only mutual TLS where the PeerAuthentication says STRICT and are L7:
+HTTP connection manager, with HTTP/2 for gRPC (Ray-native TLS: TLS passthrough instead). Every
+other declared port must speak what the Sidecar ingress (else the Services) declares, and istiod
+must report no conflicting inbound listener.
 
-Measured today (issue 10 is to fix them; REFERENCE §9): KubeRay's own head Service declares
-GCS, dashboard, client and metrics `tcp` (kuberay#1946), so on the head 6379, 8265 and 10001 are
-plain TCP, and 8080 is declared http by the headless Service and tcp by the head Service.
-KNOWN_* below pin exactly that, so the day the chart fixes it these tests say so.
+Before the chart declared its ports in the Sidecars' ingress, KubeRay's own head Service
+(`appProtocol: tcp` everywhere, kuberay#1946) left 6379, 8265 and 10001 plain TCP and made
+8080, 8000 and 9000 protocol conflicts with the headless Service, whose winner depended on
+creation order: test_without_sidecar_ingress shows that, as a control.
 
-Negative controls: PERMISSIVE mTLS yields plaintext chains; a port dropped from the headless
-Service gets no chain of its own (no L7).
+Negative controls: PERMISSIVE mTLS yields plaintext chains; a port dropped from both the
+headless Service and the Sidecar loses its chain (no L7).
 """
 
 from __future__ import annotations
@@ -28,26 +28,16 @@ from cases import CASES
 from conftest import Mesh
 from kube import HELMS, Helm, dyn, live_services, ray_pods, resolve_named_target, running, wait_for
 from kubernetes import client
+from podcmd import listening_ports, ray_start
 
 EXAMPLES = ["defaults"] + [c for c in CASES if c.startswith("ex-")]
 HCM = "envoy.filters.network.http_connection_manager"
 TCP = "envoy.filters.network.tcp_proxy"
-# Measured with istiod (Istio module v0.0.0-20260423205519-b01690e6db7d) and KubeRay v1.6.2.
-# Conflicts: (pod role, port) pairs that two Services selecting the pod declare with different
-# protocols. Which one istiod keeps depends on creation order (the older Service; alphabetical
-# within the same second), so a conflicting port is L7 in one install and TCP in the next: the
-# tests pin the conflicts, and the not-L7 set only over ports without a conflict.
-HEAD_TCP = {("head", 6379), ("head", 8265), ("head", 10001)}  # KubeRay's head Service only
-SERVE = {("head", 8000), ("head", 9000)}  # declared by the headless Service and KubeRay's
-KNOWN: dict[str, tuple[set[tuple[str, int]], set[tuple[str, int]]]] = {
-    "defaults": ({("head", 8080)}, HEAD_TCP),
-    # the chart's gateway Service declares dashboard, client and Serve ports on the head too
-    "ex-istio-gateway": (
-        {("head", 8080), ("head", 8265), ("head", 10001)} | SERVE,
-        {("head", 6379)},
-    ),
-    "ex-ray-serve": ({("head", 8080)} | SERVE, HEAD_TCP),
-}
+# Measured with istiod (Istio module v0.0.0-20260423205519-b01690e6db7d) and KubeRay v1.6.2,
+# mesh.sidecar.inbound=false: which head ports are plain TCP and which are declared with two
+# protocols (KubeRay's head Service against the headless Service).
+WITHOUT_INGRESS_NOT_L7 = {("head", 6379), ("head", 8265), ("head", 10001)}
+WITHOUT_INGRESS_CONFLICTS = {("head", 8080)}
 
 
 def declared(port: dict[str, Any]) -> str:
@@ -147,6 +137,21 @@ def plaintext_allowed(mesh: Mesh, ns: str, pod: Any) -> set[int]:
     return out
 
 
+def sidecar_ingress(mesh: Mesh, ns: str, pod: Any) -> dict[int, str]:
+    """port -> protocol the live Sidecar selecting the pod declares in its ingress."""
+    scs = client.CustomObjectsApi(mesh.api).list_namespaced_custom_object(
+        "networking.istio.io", "v1", ns, "sidecars"
+    )["items"]
+    labels = pod.metadata.labels or {}
+    out: dict[int, str] = {}
+    for sc in scs:
+        sel = (sc["spec"].get("workloadSelector") or {}).get("labels") or {}
+        if sel and all(labels.get(k) == v for k, v in sel.items()):
+            for ing in sc["spec"].get("ingress") or []:
+                out[int(ing["port"]["number"])] = ing["port"]["protocol"].lower()
+    return out
+
+
 def port_report(mesh: Mesh, ns: str, pods: list[Any]) -> dict[str, Any]:
     core = client.CoreV1Api(mesh.api)
     svcs = live_services(core, ns)
@@ -158,10 +163,15 @@ def port_report(mesh: Mesh, ns: str, pods: list[Any]) -> dict[str, Any]:
             if s.selects(pod):
                 for port, info in resolve_named_target(pod, s).items():
                     protos.setdefault(port, set()).add(declared(info))
-        dump = settled_dump(mesh, pod, set(protos))
+        ingress = sidecar_ingress(mesh, ns, pod)
+        ray_ports = set(listening_ports(ray_start(core, pod)))
+        dump = settled_dump(mesh, pod, set(protos) | set(ingress))
         chains = inbound(dump)
         exceptions = plaintext_allowed(mesh, ns, pod)
-        for port, want in sorted(protos.items()):
+        # With a Sidecar ingress istiod builds inbound listeners for its ports only; without
+        # one, for every port a selecting Service declares.
+        expected = set(ingress) if ingress else set(protos)
+        for port in sorted(expected | ray_ports):
             fcs = chains.get(port)
             if not fcs:
                 report["problems"].append(f"{role} {port}: no inbound chain")
@@ -172,31 +182,54 @@ def port_report(mesh: Mesh, ns: str, pods: list[Any]) -> dict[str, Any]:
             elif not mutual_tls_only(fcs):
                 report["problems"].append(f"{role} {port}: accepts more than mutual TLS")
             kinds = {chain_kind(fc) for fc in fcs}
+            want = {ingress[port]} if port in ingress else protos.get(port, set())
             if len(want) > 1:
                 report["conflicts"].add((role, port))
-            else:
+            elif want:
                 expect = {"grpc": "grpc", "http": "http", "tcp": "tcp", "tls": "tcp"}.get(
                     next(iter(want)), "?"
                 )
                 if kinds != {expect}:
                     report["problems"].append(f"{role} {port}: declared {want}, chains {kinds}")
-            if kinds != {"grpc"} and kinds != {"http"} and len(want) == 1:
+            if port in ray_ports and len(want) <= 1 and kinds not in ({"grpc"}, {"http"}):
                 report["not_l7"].add((role, port))
     return report
 
 
+def istiod_conflicts(mesh: Mesh, ns: str) -> list[str]:
+    """istiod's own report of inbound listener conflicts for pods of the namespace."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{mesh.cp.istiod_debug}/debug/push_status", timeout=10) as r:
+        status = json.loads(r.read() or b"{}")
+    hits = status.get("pilot_conflict_inbound_listener") or {}
+    return [k for k in hits if f".{ns}" in k or ns in json.dumps(hits[k])]
+
+
 @pytest.mark.parametrize("case", EXAMPLES)
-def test_inbound_is_strict_and_speaks_the_declared_protocol(mesh: Mesh, case: str) -> None:
+def test_every_ray_port_is_l7_and_mutual_tls_only(mesh: Mesh, case: str) -> None:
     ns = f"mesh-{case}"[:63]
     pods = install(mesh, ns, case)
     report = port_report(mesh, ns, pods)
     assert report["problems"] == []
-    conflicts, not_l7 = KNOWN.get(case, KNOWN["defaults"])
-    assert report["conflicts"] == conflicts
-    if "rayclient-ingress-tls" in case:  # Ray-native TLS: gRPC ports are declared tls
+    assert report["conflicts"] == set()
+    assert istiod_conflicts(mesh, ns) == []
+    if "rayclient-ingress-tls" in case:  # Ray-native TLS: gRPC ports are TLS passthrough
         assert {p for _, p in report["not_l7"]} >= {6380, 6381, 6383, 10002}
+        assert {p for _, p in report["not_l7"]} & {6382, 8265, 52365} == set()
     else:
-        assert report["not_l7"] == not_l7
+        assert report["not_l7"] == set()
+
+
+def test_without_sidecar_ingress(mesh: Mesh) -> None:
+    """The control: mesh.sidecar.inbound=false gives what the Services alone give."""
+    ns = "mesh-no-ingress"
+    pods = install(mesh, ns, "defaults", ("--set", "mesh.sidecar.inbound=false"))
+    report = port_report(mesh, ns, pods)
+    assert report["problems"] == []
+    assert report["conflicts"] == WITHOUT_INGRESS_CONFLICTS
+    assert report["not_l7"] == WITHOUT_INGRESS_NOT_L7
 
 
 def test_permissive_shows_plaintext_chains(mesh: Mesh) -> None:
@@ -211,14 +244,18 @@ def test_permissive_shows_plaintext_chains(mesh: Mesh) -> None:
     )
 
 
-def test_a_port_missing_from_the_service_is_not_l7(mesh: Mesh) -> None:
+def test_a_port_missing_from_the_service_and_sidecar_is_not_l7(mesh: Mesh) -> None:
     ns = "mesh-dropped"
     pods = install(mesh, ns, "defaults")
-    api = dyn(mesh.api).resources.get(api_version="v1", kind="Service")
-    svc = api.get(name="m-meshray-headless-svc", namespace=ns).to_dict()
-    body = copy.deepcopy(svc)
+    d = dyn(mesh.api)
+    svcs = d.resources.get(api_version="v1", kind="Service")
+    body = copy.deepcopy(svcs.get(name="m-meshray-headless-svc", namespace=ns).to_dict())
     body["spec"]["ports"] = [p for p in body["spec"]["ports"] if p["port"] != 6381]
-    api.replace(body=body, namespace=ns)
+    svcs.replace(body=body, namespace=ns)
+    scs = d.resources.get(api_version="networking.istio.io/v1", kind="Sidecar")
+    body = copy.deepcopy(scs.get(name="m-meshray-worker", namespace=ns).to_dict())
+    body["spec"]["ingress"] = [i for i in body["spec"]["ingress"] if i["port"]["number"] != 6381]
+    scs.replace(body=body, namespace=ns)
     worker = next(p for p in pods if p.metadata.labels["ray.io/node-type"] == "worker")
     deadline = time.monotonic() + 30
     while 6381 in inbound(mesh.sidecar_config(worker)) and time.monotonic() < deadline:

@@ -64,11 +64,11 @@ Usage: include "meshray.peerAuthenticationName" .
 {{- end -}}
 
 {{/*
-The Istio Sidecar scoping the Ray pods' egress (mesh/sidecar.yaml).
-Usage: include "meshray.sidecarName" .
+The Istio Sidecars of the Ray pods, one per role (mesh/sidecar.yaml).
+Usage: include "meshray.sidecarName" (dict "ctx" $ "role" "head"|"worker")
 */}}
 {{- define "meshray.sidecarName" -}}
-{{- include "meshray.clusterName" . -}}
+{{- printf "%s-%s" (include "meshray.clusterName" .ctx) .role -}}
 {{- end -}}
 
 {{/*
