@@ -18,6 +18,7 @@ from test_audit_inputs import CASES as INPUTS
 from test_audit_nodeip import CASES as NODEIP
 from test_audit_peerauth import CASES as PEERAUTH
 from test_audit_pods import CASES as PODS
+from test_audit_protocols import CASES as PROTOCOLS
 from test_audit_support import base, run
 from test_audit_versions import CASES as VERSIONS
 
@@ -30,6 +31,7 @@ PUBLISHED = [
     ("worker-range-large", "warning"), ("invalid-port", "error"),
     ("param-not-string", "error"), ("headless-label-missing", "warning"),
     ("publish-not-ready-missing", "error"), ("export-to-missing", "info"),
+    ("service-protocol-conflict", "error"),
     ("node-ip-missing", "error"), ("node-ip-not-fqdn", "error"),
     ("node-ip-hostname-i", "error"), ("node-ip-env-missing", "error"),
     ("flag-removed", "error"), ("flag-unused", "warning"), ("ray-version-unknown", "info"),
@@ -62,7 +64,8 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = CLUSTER + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + PODS + INPUTS
+    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + PODS
+             + INPUTS)
     assert {c for c, _, _ in cases} == set(CHECKS)
 
 

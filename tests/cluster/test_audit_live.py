@@ -92,3 +92,25 @@ def test_live_audit_sees_stale_pods(cluster: Cluster) -> None:
     rc, findings = audit(cluster, ns)
     assert (rc, [f for f in findings if f["severity"] == "error"]) == (0, [])
     helm.run("uninstall", "live", "-n", ns)
+
+
+def test_live_audit_sees_kuberays_tcp_head_service_conflict(cluster: Cluster) -> None:
+    """KubeRay's own head Service (all ports tcp) against the headless Service's http metrics
+    port: with the Sidecars' ingress off, the live audit must call it a conflict; with the
+    chart's defaults (the Sidecar ingress decides) it must not."""
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    core = client.CoreV1Api(cluster.api)
+    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
+    for ns, extra, want in (
+        ("conflict-off", ["--set", "mesh.sidecar.inbound=false"], {8080}),
+        ("conflict-on", [], set()),
+    ):
+        helm.run("install", "pc", str(CHART), "-n", ns, "--create-namespace", *sets, *extra)
+        wait_for(
+            "the head Service",
+            lambda ns=ns: core.read_namespaced_service("pc-meshray-head-svc", ns),
+        )
+        _, findings = audit(cluster, ns)
+        got = {f["value"] for f in findings if f["check"] == "service-protocol-conflict"}
+        assert got == want, findings
+        helm.run("uninstall", "pc", "-n", ns)

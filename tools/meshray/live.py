@@ -4,8 +4,9 @@ Through the official Kubernetes Python client (the ``meshray[cluster]`` extra), 
 kubeconfig resolution (``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``, in-cluster). It
 reads what the audit judges, as plain objects (the same shape as manifests in files): the
 namespace's Services, RayClusters, Ray Pods (with their real container commands and IPs),
-Ingresses and Istio policies, plus the PeerAuthentications of Istio's root namespace. Kinds
-whose API the cluster does not serve (no Istio CRDs, say) are skipped.
+Ingresses, Istio Sidecars and policies, NetworkPolicies, plus the PeerAuthentications of
+Istio's root namespace. Kinds whose API the cluster does not serve (no Istio CRDs, say) are
+skipped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ KINDS = (
     Kind("ray.io/v1", "RayCluster", "rayclusters"),
     Kind("networking.k8s.io/v1", "Ingress", "ingresses"),
     Kind("security.istio.io/v1", "PeerAuthentication", "peerauthentications"),
+    Kind("networking.istio.io/v1", "Sidecar", "sidecars"),
+    Kind("security.istio.io/v1", "AuthorizationPolicy", "authorizationpolicies"),
+    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
 )
 ROOT_KINDS = (Kind("security.istio.io/v1", "PeerAuthentication", "peerauthentications"),)
 

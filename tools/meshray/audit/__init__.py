@@ -6,10 +6,11 @@ hand-written manifests, other charts and this chart's renders alike.
 
 Layout: one module per family of checks, each declaring its checks (id, severity, what it
 catches) next to the code that reports them: ``cluster`` (a RayCluster's ports and its
-headless Service), ``nodeip``, ``versions``, ``peerauth``, ``ingress``, ``pods`` (running
-Pods, read by ``--cluster``), ``inputs`` (duplicates). ``registry`` assembles them and
-fixes the run order, ``engine`` runs them, ``findings`` holds what a finding is and the text
-and JSON formats. Callers use only the names below.
+headless Service), ``protocols`` (one protocol per pod port across Services and Sidecars),
+``nodeip``, ``versions``, ``peerauth``, ``authz`` (AuthorizationPolicies, NetworkPolicies),
+``ingress``, ``pods`` (running Pods, read by ``--cluster``), ``inputs`` (duplicates).
+``registry`` assembles them and fixes the run order, ``engine`` runs them, ``findings`` holds
+what a finding is and the text and JSON formats. Callers use only the names below.
 """
 
 from .engine import audit

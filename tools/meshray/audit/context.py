@@ -21,6 +21,7 @@ class Context:
     peerauths: list[Manifest] = field(default_factory=list)
     ingresses: list[Manifest] = field(default_factory=list)
     pods: list[Manifest] = field(default_factory=list)  # running Ray Pods (audit --cluster)
+    sidecars: list[Manifest] = field(default_factory=list)  # Istio Sidecars
     authz: list[Manifest] = field(default_factory=list)  # Istio AuthorizationPolicies
     netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
 

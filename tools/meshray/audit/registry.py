@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 from ..manifests import Manifest
 from ..raymodel import Cluster
-from . import authz, cluster, ingress, inputs, nodeip, peerauth, pods, versions
+from . import authz, cluster, ingress, inputs, nodeip, peerauth, pods, protocols, versions
 from .context import Context
 from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, nodeip, versions, peerauth, authz, ingress, pods, inputs)
+FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, pods, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -31,6 +31,7 @@ PER_CLUSTER: tuple[ClusterCheck, ...] = (
     cluster.check_pinning,
     cluster.check_conflicts,
     cluster.check_service,
+    protocols.check_cluster,
     nodeip.check,
     peerauth.check_cluster,
 )
