@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster"))
 
-from controlplane import ControlPlane, istio_crds, operator_module_dir  # noqa: E402
+from controlplane import ControlPlane, with_operator  # noqa: E402
 from kubelet import Kubelet  # noqa: E402
 
 OPERATOR_VERSIONS = tuple(os.environ.get("MESHRAY_KUBERAY_VERSIONS", "v1.1.0 v1.6.2").split())
@@ -51,12 +51,7 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(operator: str) -> Iterator[Cluster]:
-    cp = ControlPlane(
-        CACHE / f"run-{os.getpid()}-{operator}",
-        operator=operator,
-        operator_crds=operator_module_dir(operator) / "config" / "crd" / "bases",
-        extra_crds=istio_crds(),
-    )
+    cp = with_operator(CACHE / f"run-{os.getpid()}-{operator}", operator)
     cp.start()
     kubelet = Kubelet(cp.api_client()).start()
     try:

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster"))
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
-from controlplane import ControlPlane, istio_crds, operator_module_dir  # noqa: E402
+from controlplane import ControlPlane, with_operator  # noqa: E402
 from kubelet import Kubelet  # noqa: E402
 
 OPERATOR = "v1.6.2"
@@ -66,12 +66,7 @@ class Mesh:
 
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[Mesh]:
-    cp = ControlPlane(
-        CACHE / f"mesh-{os.getpid()}",
-        operator=OPERATOR,
-        operator_crds=operator_module_dir(OPERATOR) / "config" / "crd" / "bases",
-        extra_crds=istio_crds(),
-    )
+    cp = with_operator(CACHE / f"mesh-{os.getpid()}", OPERATOR)
     cp.start()
     kubelet = Kubelet(cp.api_client()).start()
     try:

@@ -594,6 +594,22 @@ def istio_crds(version: str = "1.29.6") -> list[Path]:
     return sorted((shared_crds() / f"istio-{version}").glob("*.yaml"))
 
 
+def with_operator(
+    workdir: Path, operator: str | None, istio: str = "1.29.6", die_with_parent: bool = True
+) -> ControlPlane:
+    """A control plane with that KubeRay operator version (None: none), its own RayCluster,
+    RayJob and RayService CRDs from its module, and the Istio CRDs of ../shared/crds."""
+    return ControlPlane(
+        workdir,
+        operator=operator,
+        operator_crds=operator_module_dir(operator) / "config" / "crd" / "bases"
+        if operator
+        else None,
+        extra_crds=istio_crds(istio),
+        die_with_parent=die_with_parent,
+    )
+
+
 # ---- CLI (make cluster-up / cluster-down) ----------------------------------------------------
 def _pid_alive_as(pid: int, exe: str) -> bool:
     try:
@@ -651,13 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.dir / "pids.json").exists():
         down(args.dir)
     op = None if args.operator == "none" else args.operator
-    cp = ControlPlane(
-        args.dir.resolve(),
-        operator=op,
-        operator_crds=operator_module_dir(op) / "config/crd/bases" if op else None,
-        extra_crds=istio_crds(args.istio_crds),
-        die_with_parent=False,
-    )
+    cp = with_operator(args.dir.resolve(), op, args.istio_crds, die_with_parent=False)
     cp.start()
     if args.kubelet:
         cp._spawn(

@@ -1,8 +1,10 @@
 """Measure the worker-port range Ray needs, with the e2e harness (real Ray, firewalled netns).
 
-For each num-cpus value the chart's default values are rendered with a worker range of R ports
-(the chart declares exactly those in the headless Service, so the firewall admits them), both
-nodes get ``num-cpus``, and the sizing workload runs: SPREAD tasks, tasks pinned to the worker,
+For each num-cpus value the chart's default values are installed with `helm install` on a local
+control plane with the real KubeRay operator, with a worker range of R ports (the chart declares
+exactly those in the headless Service, so the firewall built from the live EndpointSlices admits
+them) and ``num-cpus`` on both nodes; each node starts from its Pod, and the sizing workload
+runs: SPREAD tasks, tasks pinned to the worker,
 K actors pinned to the worker (alive until the end), then a job submission with a runtime_env
 whose entrypoint runs a task on the other node. A probe run with a wide range records the most
 worker-range ports held at once on each node; a binary search then finds the smallest R with
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,25 +28,29 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "tools"))
 
-from meshray.render import RenderRequest, render  # noqa: E402
-from raynet.contract import ClusterContract, from_manifests  # noqa: E402
+from raynet.live import Deployment, LiveCluster, LocalCluster  # noqa: E402
 from raynet.scenario import RunConfig, RunResult, run, venv_ray_version  # noqa: E402
 
 MIN_PORT = 10002
+CLUSTER: LocalCluster | None = None  # started in main()
 
 
-def contract_for(version: str, ports: int, cpus: int) -> ClusterContract:
-    sets = [
-        f"ports.minWorkerPort={MIN_PORT}",
-        f"ports.maxWorkerPort={MIN_PORT + ports - 1}",
-        f"ports.maxWorkerPorts={max(ports, 200)}",
-    ]
-    docs = render(RenderRequest(set_values=sets, set_string_values=[f"ray.version={version}"]))
-    c = from_manifests(docs, source=f"sizing:{ports}")
-    assert len(c.worker_ports()) == ports, c.worker_ports()
-    for role in ("head", "worker"):
-        c = c.with_params(role, num_cpus=str(cpus))
-    return c
+def cluster_for(version: str, ports: int, cpus: int) -> LiveCluster:
+    assert CLUSTER is not None
+    dep = Deployment(
+        f"sizing-{version.replace('.', '-')}-{cpus}cpu-{ports}p",
+        sets=(
+            f"ports.minWorkerPort={MIN_PORT}",
+            f"ports.maxWorkerPort={MIN_PORT + ports - 1}",
+            f"ports.maxWorkerPorts={max(ports, 200)}",
+        ),
+        string_sets=(
+            f"ray.version={version}",
+            f"head.rayStartParams.num-cpus={cpus}",
+            f"workerDefaults.rayStartParams.num-cpus={cpus}",
+        ),
+    )
+    return CLUSTER.read(dep, f"sizing:{ports}")
 
 
 def trial(
@@ -57,7 +64,7 @@ def trial(
     log: list[dict[str, Any]],
 ) -> RunResult:
     cfg = RunConfig(
-        contract=contract_for(version, ports, cpus),
+        cluster=cluster_for(version, ports, cpus),
         venv=venv,
         label=f"sizing cpus={cpus} actors={actors} ports={ports}",
         profile="sizing",
@@ -134,11 +141,16 @@ def main() -> None:
     version = venv_ray_version(a.venv)
     t0 = time.monotonic()
     log: list[dict[str, Any]] = []
-    rows = [
-        measure(a.venv, version, cpus, k, a.tasks, a.probe_ports, a.step_timeout, log)
-        for cpus in a.cpus
-        for k in a.actors
-    ]
+    global CLUSTER
+    CLUSTER = LocalCluster(REPO / ".cache" / "e2e" / f"sizing-cluster-{os.getpid()}").start()
+    try:
+        rows = [
+            measure(a.venv, version, cpus, k, a.tasks, a.probe_ports, a.step_timeout, log)
+            for cpus in a.cpus
+            for k in a.actors
+        ]
+    finally:
+        CLUSTER.stop()
     report = {
         "ray_version": version,
         "tasks": a.tasks,

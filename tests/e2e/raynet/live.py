@@ -132,14 +132,9 @@ class LocalCluster:
     """One control plane with the real operator for the whole e2e session."""
 
     def __init__(self, workdir: Path) -> None:
-        from controlplane import ControlPlane, istio_crds, operator_module_dir
+        from controlplane import with_operator
 
-        self.cp = ControlPlane(
-            workdir,
-            operator=OPERATOR,
-            operator_crds=operator_module_dir(OPERATOR) / "config" / "crd" / "bases",
-            extra_crds=istio_crds(),
-        )
+        self.cp = with_operator(workdir, OPERATOR)
         self.claims = WorkerClaims()
         self.kubelet: Any = None
         self.api: Any = None
