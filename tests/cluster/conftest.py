@@ -18,7 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster"))
 
-from controlplane import ControlPlane, with_operator  # noqa: E402
+from controlplane import with_operator  # noqa: E402
+from kube import Cluster  # noqa: E402
 from kubelet import Kubelet  # noqa: E402
 
 OPERATOR_VERSIONS = tuple(os.environ.get("MESHRAY_KUBERAY_VERSIONS", "v1.1.0 v1.6.2").split())
@@ -38,15 +39,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", params=OPERATOR_VERSIONS)
 def operator(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-class Cluster:
-    def __init__(self, cp: ControlPlane, kubelet: Kubelet, version: str) -> None:
-        self.cp = cp
-        self.kubelet = kubelet
-        self.version = version
-        self.api = cp.api_client()
-        self.kubeconfig = cp.kubeconfig
 
 
 @pytest.fixture(scope="session")

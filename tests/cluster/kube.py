@@ -239,3 +239,14 @@ def running(pods: list[Any]) -> bool:
         p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp
         for p in pods
     )
+
+
+class Cluster:
+    """One running control plane of the cluster suite (the `cluster` fixture)."""
+
+    def __init__(self, cp: Any, kubelet: Any, version: str) -> None:
+        self.cp = cp
+        self.kubelet = kubelet
+        self.version = version
+        self.api = cp.api_client()
+        self.kubeconfig = cp.kubeconfig

@@ -15,8 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Cluster
-from kube import CHART, HELMS, Helm, ray_pods, running, wait_for
+from kube import CHART, HELMS, Cluster, Helm, ray_pods, running, wait_for
 from kubernetes import client
 
 MESHRAY = str(Path(sys.executable).parent / "meshray")

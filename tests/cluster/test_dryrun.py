@@ -19,8 +19,7 @@ import subprocess
 
 import pytest
 from cases import OPERATOR_SETS
-from conftest import Cluster
-from kube import CHART, HELMS, REPO, Helm
+from kube import CHART, HELMS, REPO, Cluster, Helm
 from test_render_failures import CASES
 
 # (id, helm args, substrings of the server's refusal)

@@ -16,8 +16,17 @@ from typing import Any
 import pytest
 import yaml
 from cases import CASES, namespace, value_args
-from conftest import Cluster
-from kube import HELMS, Helm, diff_paths, get_live, ray_pods, running, strip_server_fields, wait_for
+from kube import (
+    HELMS,
+    Cluster,
+    Helm,
+    diff_paths,
+    get_live,
+    ray_pods,
+    running,
+    strip_server_fields,
+    wait_for,
+)
 from kubernetes import client
 from oracle import check_cluster
 

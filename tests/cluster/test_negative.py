@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 from cases import OPERATOR_SETS
-from conftest import Cluster
-from kube import HELMS, Helm, dyn, ray_pods, running, wait_for
+from kube import HELMS, Cluster, Helm, dyn, ray_pods, running, wait_for
 from kubernetes import client
 from oracle import check_cluster
 

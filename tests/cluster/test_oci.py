@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cases import OPERATOR_SETS
-from conftest import Cluster
-from kube import CHART, HELMS, REPO, Helm, ray_pods, running, wait_for
+from kube import CHART, HELMS, REPO, Cluster, Helm, ray_pods, running, wait_for
 from kubernetes import client
 from oracle import check_cluster
 

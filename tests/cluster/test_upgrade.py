@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from cases import OPERATOR_SETS
-from conftest import Cluster
-from kube import CHART, HELMS, Helm, ray_pods, running, wait_for
+from kube import CHART, HELMS, Cluster, Helm, ray_pods, running, wait_for
 from kubernetes import client
 from oracle import check_cluster
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 from cases import CASES
-from conftest import Mesh
 from kube import HELMS, Helm, dyn, live_services, ray_pods, resolve_named_target, running, wait_for
 from kubernetes import client
 from podcmd import listening_ports, ray_start
+from xds_support import Mesh
 
 EXAMPLES = ["defaults"] + [c for c in CASES if c.startswith("ex-")]
 HCM = "envoy.filters.network.http_connection_manager"
