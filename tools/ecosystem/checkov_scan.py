@@ -45,8 +45,9 @@ def install() -> Path:
     if binary.is_file():
         return binary
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet",
-                    f"checkov=={CHECKOV_VERSION}"], check=True)
+    subprocess.run(
+        [str(VENV / "bin" / "pip"), "install", "--quiet", f"checkov=={CHECKOV_VERSION}"], check=True
+    )
     return binary
 
 
@@ -60,7 +61,8 @@ def pods_from(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     pods: list[dict[str, Any]] = []
     for doc in docs:
         if doc.get("kind") != "RayCluster" or not str(doc.get("apiVersion", "")).startswith(
-                "ray.io/"):
+            "ray.io/"
+        ):
             continue
         meta = _dict(doc.get("metadata"))
         namespace = str(meta.get("namespace") or "")
@@ -74,8 +76,14 @@ def pods_from(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             pod_meta["labels"] = group.pod_labels(str(meta.get("name") or ""))
             if tmeta.get("annotations"):
                 pod_meta["annotations"] = tmeta["annotations"]
-            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta,
-                         "spec": _dict(template.get("spec"))})
+            pods.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": pod_meta,
+                    "spec": _dict(template.get("spec")),
+                }
+            )
     return pods
 
 
@@ -100,11 +108,24 @@ def scan(objs: Sequence[dict[str, Any]], binary: Path | None = None) -> list[Fin
         path = Path(tmp) / "pods.yaml"
         path.write_text(yaml.safe_dump_all(objs, sort_keys=False))
         proc = subprocess.run(
-            [str(binary or checkov_binary()), "--framework", "kubernetes", "--file", str(path),
-             "--output", "json", "--quiet", "--compact", "--skip-download",
-             "--skip-results-upload"],
-            capture_output=True, text=True, check=False,
-            env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": ""})
+            [
+                str(binary or checkov_binary()),
+                "--framework",
+                "kubernetes",
+                "--file",
+                str(path),
+                "--output",
+                "json",
+                "--quiet",
+                "--compact",
+                "--skip-download",
+                "--skip-results-upload",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": ""},
+        )
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"checkov failed ({proc.returncode}): {proc.stderr.strip()}")
     out = proc.stdout.strip()
