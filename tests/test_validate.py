@@ -317,3 +317,14 @@ def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
     f.write_text("mtls:\n  mode: PERMISSIVE\nkuberay:\n  upgradeStrategy: ''\n")
     assert main(["validate", str(f)]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_every_chart_problem_is_its_own_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The chart reports all its problems in one fail, one per line; validate keeps them
+    apart, each blamed on its own key."""
+    f = tmp_path / "two.yaml"
+    f.write_text("ports:\n  objectManager: 6380\n  maxWorkerPort: 10002\n")
+    assert main(["validate", str(f)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(": ")[1] for ln in lines] == ["ports.maxWorkerPort", "ports.objectManager"]

@@ -283,9 +283,10 @@ _SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<ptr>[^']*)':\s*(?P<msg>.*)$")
 
 
 def _render_lines(message: str) -> list[str]:
-    """One line per problem: helm's schema report lists them as ``- at '/a/b': msg``."""
+    """One line per problem: helm's schema report lists them as ``- at '/a/b': msg``; the
+    chart's single `fail` (templates/validate.yaml) puts one ``key: problem`` per line."""
     lines = [ln for ln in message.splitlines() if _SCHEMA_LINE.match(ln)]
-    return lines or [" ".join(message.split())]
+    return lines or [" ".join(ln.split()) for ln in message.splitlines() if ln.strip()]
 
 
 def _render_problem(file: str, line: str) -> Problem:
