@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -638,15 +638,6 @@ def down(workdir: Path, timeout: float = 15.0) -> list[str]:
     _remove_etcd_data(workdir)
     pids_file.unlink()
     return stopped
-
-
-@contextlib.contextmanager
-def running(cp: ControlPlane) -> Iterator[ControlPlane]:
-    cp.start()
-    try:
-        yield cp
-    finally:
-        cp.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
