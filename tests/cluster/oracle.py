@@ -14,17 +14,11 @@ from typing import Any
 
 from kube import LiveService, live_services, pod_fqdn, ray_pods, resolve_named_target
 from kubernetes import client
-from podcmd import RayStart, listening_ports, ray_start
+from podcmd import HEAD_ONLY_FLAGS, PORT_FLAGS, RayStart, listening_ports, ray_start
 
-NODE_FLAGS = (
-    "node-manager-port",
-    "object-manager-port",
-    "runtime-env-agent-port",
-    "dashboard-agent-grpc-port",
-    "dashboard-agent-listen-port",
-    "metrics-export-port",
-)
-HEAD_FLAGS = ("port", "dashboard-port", "ray-client-server-port")
+# Flags every node must pin, and those only the head must (dashboard-grpc-port: Ray < 2.45 only).
+NODE_FLAGS = tuple(f for f in PORT_FLAGS if f not in HEAD_ONLY_FLAGS)
+HEAD_FLAGS = tuple(f for f in HEAD_ONLY_FLAGS if f != "dashboard-grpc-port")
 
 
 def check_cluster(

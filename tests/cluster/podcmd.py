@@ -138,21 +138,25 @@ class RayStart:
     argv: list[str]
 
 
+def shell_script(name: str, words: list[str]) -> str:
+    """The script of a `bash [-l]c [--] SCRIPT` command (how KubeRay runs `ray start`)."""
+    if not words or os.path.basename(words[0]) not in ("bash", "sh"):
+        raise ValueError(f"{name}: the Ray container does not run a shell: {words[:3]}")
+    rest = words[1:]
+    while rest and rest[0].startswith("-"):
+        rest = rest[1:]
+    if not rest:
+        raise ValueError(f"{name}: no script in {words}")
+    return rest[0]
+
+
 def ray_start(core: client.CoreV1Api, pod: Any) -> RayStart:
     """Run the Pod's Ray container command through bash, with ``ray`` a function that records
     its arguments instead of starting Ray, and parse what `ray start` would receive."""
     container = pod.spec.containers[0]
     env = pod_env(core, pod, container)
     words = [expand_kubelet(w, env) for w in [*(container.command or []), *(container.args or [])]]
-    if not words or os.path.basename(words[0]) not in ("bash", "sh"):
-        raise ValueError(f"{pod.metadata.name}: command is not a shell: {words[:3]}")
-    # bash -lc -- SCRIPT  /  bash -c SCRIPT: the script is the first word after the options.
-    rest = words[1:]
-    while rest and rest[0].startswith("-"):
-        rest = rest[1:]
-    if not rest:
-        raise ValueError(f"{pod.metadata.name}: no script in {words}")
-    script = rest[0]
+    script = shell_script(pod.metadata.name, words)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "argv")
         prelude = (

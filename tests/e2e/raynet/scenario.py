@@ -139,15 +139,9 @@ def worker_ports_of(params: dict[str, str]) -> list[int]:
 
 def shell_script(pod: LivePod) -> str:
     """The script of the Ray container's `bash [-l]c [--] SCRIPT` command."""
-    words = list(pod.argv)
-    if not words or Path(words[0]).name not in ("bash", "sh"):
-        raise ValueError(f"{pod.name}: the Ray container does not run a shell: {words[:3]}")
-    rest = words[1:]
-    while rest and rest[0].startswith("-"):
-        rest = rest[1:]
-    if not rest:
-        raise ValueError(f"{pod.name}: no script in {words}")
-    return rest[0]
+    from podcmd import shell_script as script_of
+
+    return script_of(pod.name, list(pod.argv))
 
 
 class Run:
