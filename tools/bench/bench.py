@@ -107,6 +107,19 @@ def ratio_line(case: Case, base: Case, goal: float | None, width: int) -> str:
     return f"  {case.label:<{width}}  {r:5.2f}x  ({spread}, {cpu}){verdict}"
 
 
+def report(title: str, cases: list[Case], repeat: int, base_name: str,
+           goals: dict[str, float]) -> None:
+    """Time the cases, then print each one and its ratio to the first (the baseline)."""
+    rounds(cases, repeat)
+    width = max(len(c.label) for c in cases)
+    print(title)
+    for case in cases:
+        print(case.line(width))
+    print(f"   ratio to {base_name} (median/median):")
+    for case in cases[1:]:
+        print(ratio_line(case, cases[0], goals.get(case.label), width))
+
+
 # ------------------------------------------------------------------- 1. chart render speed
 
 
@@ -148,15 +161,9 @@ def chart_render(repeat: int, baseline: Path, work: Path) -> None:
     goals = {cases[1].label: 1.3, cases[3].label: 2.0}
     for case in cases:  # a broken render must fail loudly, not be timed
         case.fn(work)
-    rounds(cases, repeat)
-    width = max(len(c.label) for c in cases)
-    print(f"1. helm template ({Path(helm()).name} {run([helm(), 'version', '--short']).strip()}), "
-          f"{repeat} rounds")
-    for case in cases:
-        print(case.line(width))
-    print("   ratio to the baseline (median/median):")
-    for case in cases[1:]:
-        print(ratio_line(case, base, goals.get(case.label), width))
+    report(f"1. helm template ({Path(helm()).name} "
+           f"{run([helm(), 'version', '--short']).strip()}), {repeat} rounds",
+           cases, repeat, "the baseline", goals)
 
 
 # --------------------------------------------- 2. validate + render + audit vs bare helm
@@ -225,16 +232,8 @@ def tooling(repeat: int, examples: list[Path]) -> None:
     steps = Case("meshray validate; render; audit (3 commands)", meshray_cli_steps(examples))
     api = Case("validate+render+audit through the API", meshray_api(examples))
     cases = [base, cli, steps, api]
-    rounds(cases, repeat)
-    width = max(len(c.label) for c in cases)
-    print(f"2. {len(examples)} examples ({', '.join(p.stem for p in examples)}), "
-          f"{repeat} rounds")
-    for case in cases:
-        print(case.line(width))
-    print("   ratio to bare helm template (median/median):")
-    print(ratio_line(cli, base, 1.5, width))
-    print(ratio_line(steps, base, None, width))
-    print(ratio_line(api, base, None, width))
+    report(f"2. {len(examples)} examples ({', '.join(p.stem for p in examples)}), "
+           f"{repeat} rounds", cases, repeat, "bare helm template", {cli.label: 1.5})
 
 
 def main() -> int:
