@@ -280,6 +280,42 @@ def test_output_dir_keeps_the_one_render_validate_judged(
     assert len(log.read_text().splitlines()) == len(examples)
 
 
+def test_several_files_render_side_by_side_and_report_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """validate runs one helm per file, up to one per CPU at once, and still reports (and
+    keeps renders) in the order the files were given, whichever helm finishes first."""
+    real = Path(helm_executable()).resolve()
+    log = tmp_path / "helm-calls.log"
+    wrapper = tmp_path / "helm"
+    # the first file's helm is the slowest, so it finishes last
+    wrapper.write_text(f'#!/bin/sh\necho "start $*" >> {log}\n'
+                       f'case "$*" in *first*) sleep 1;; *) sleep 0.3;; esac\n'
+                       f'"{real}" "$@"; rc=$?\n'
+                       f'echo "end $*" >> {log}\nexit $rc\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("MESHRAY_HELM", str(wrapper))
+    monkeypatch.setattr("meshray.render.default_jobs", lambda: 2)
+    first, bad, last = tmp_path / "first.yaml", tmp_path / "bad.yaml", tmp_path / "last.yaml"
+    first.write_text("mtls:\n  mode: PERMISSIVE\n")  # a warning, blamed on first.yaml
+    bad.write_text("ingress:\n  dashboard:\n    enabled: true\n    host: ''\n")
+    last.write_text("mtls:\n  mode: DISABLE\n")
+    out = tmp_path / "rendered"
+    assert main(["validate", "-o", str(out), str(first), str(bad), str(last)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    blamed = [ln.split(":", 1)[0] for ln in lines]
+    assert blamed == sorted(blamed, key=[str(first), str(bad), str(last)].index), lines
+    assert {str(first), str(bad), str(last)} <= set(blamed), lines
+    events = log.read_text().split("\n")
+    ends = [i for i, e in enumerate(events) if e.startswith("end")]
+    starts = [i for i, e in enumerate(events) if e.startswith("start")]
+    assert len(starts) == len(ends) == 3
+    assert starts[1] < ends[0], events  # a second helm started before the first one ended
+    assert "first.yaml" in events[ends[-1]], events  # the slow first file finished last
+    assert (out / "first.yaml").is_file() and (out / "last.yaml").is_file()
+    assert not (out / "bad.yaml").exists()
+
+
 def test_output_dir_drops_the_render_of_a_failing_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rendered"

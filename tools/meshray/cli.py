@@ -62,8 +62,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
                             namespace=args.namespace, render=not args.no_render)
     errors = warnings = 0
     notes: dict[str, None] = {}
-    for file in files:
-        checked = validate.check_file(file, opts)
+    for file, checked in zip(files, validate.check_files(files, opts), strict=True):
         notes.update(dict.fromkeys(checked.notes))
         for p in checked.problems:
             print(p.line(), file=out)

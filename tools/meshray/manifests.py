@@ -18,9 +18,9 @@ import yaml
 from .errors import MeshrayError
 
 try:  # the C loader is ~10x faster on large renders; fall back when libyaml is absent
-    _Loader: Any = yaml.CSafeLoader
+    LOADER: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    LOADER = yaml.SafeLoader
 
 STDIN = "-"
 
@@ -72,7 +72,7 @@ def parse_stream(text: str, name: str) -> list[Manifest]:
     """Every object of a YAML stream; ``name`` labels the source in messages."""
     out: list[Manifest] = []
     try:
-        for i, doc in enumerate(yaml.load_all(text, Loader=_Loader)):
+        for i, doc in enumerate(yaml.load_all(text, Loader=LOADER)):
             out.extend(_expand(doc, f"{name}#{i}"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -10,9 +10,9 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
@@ -20,6 +20,8 @@ from pyhelm3 import errors as helm_errors
 from . import manifests
 from .errors import PROBLEMS, UNUSABLE, MeshrayError
 from .paths import chart_dir, checkout_root
+
+T = TypeVar("T")
 
 
 class RenderError(MeshrayError):
@@ -107,6 +109,40 @@ async def _run(request: RenderRequest) -> str:
 def render_text(request: RenderRequest | None = None) -> str:
     """The rendered manifests exactly as helm prints them."""
     return asyncio.run(_run(request or RenderRequest()))
+
+
+def default_jobs() -> int:
+    """How many helm processes to run at once: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def render_each(requests: Sequence[RenderRequest], then: Callable[[int, str | RenderError], T],
+                jobs: int | None = None) -> list[T]:
+    """Render several requests with up to ``jobs`` helm processes at once (pyhelm3 runs helm
+    as an asyncio subprocess) and hand each result, helm's output or the RenderError that
+    request got, to ``then(index, result)`` as soon as it arrives, so the caller's work on one
+    render overlaps the others still rendering. Returns ``then``'s results in request order.
+    A missing helm binary still raises HelmNotFound."""
+
+    async def all_of() -> list[T]:
+        gate = asyncio.Semaphore(jobs or default_jobs())
+
+        async def one(index: int, request: RenderRequest) -> T:
+            async with gate:
+                try:
+                    result: str | RenderError = await _run(request)
+                except HelmNotFound:
+                    raise
+                except RenderError as exc:
+                    result = exc
+            return then(index, result)
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    return asyncio.run(all_of()) if requests else []
 
 
 RENDER_SOURCE = "render"  # how rendered objects name their source (``render#3``)

@@ -20,9 +20,9 @@ import yaml
 from yamale import validators as yv
 
 from . import audit as audit_mod
-from . import manifests
+from . import manifests, valuesfile
 from .raymodel import cluster_from
-from .render import RENDER_SOURCE, HelmNotFound, RenderError, RenderRequest, render_text
+from .render import RENDER_SOURCE, RenderError, RenderRequest, render_each
 from .schema import ChartSchema, describe, is_required, is_static_map
 
 ERROR = "error"
@@ -221,12 +221,37 @@ def validate_file(file: str, opts: Options) -> list[Problem]:
 def check_file(file: str, opts: Options) -> Checked:
     """Schema, then one helm render, then warnings and the audit on that same render, which
     the caller may reuse (``validate --output-dir``) instead of rendering again."""
+    return check_files([file], opts)[0]
+
+
+@dataclass
+class _Pending:
+    """A file that passed the schema and waits for its render."""
+
+    file: str
+    merged: dict[str, Any]
+
+
+def check_files(files: Sequence[str], opts: Options) -> list[Checked]:
+    """``check_file`` for each file, in order, with the helm renders run side by side (up to
+    one per CPU): the schema check first, then every render at once, then each audit."""
+    first = [_schema_stage(file, opts) for file in files]
+    pending = [p for p in first if isinstance(p, _Pending)]
+    done = render_each([RenderRequest(values_files=[p.file], release=opts.release,
+                                      namespace=opts.namespace, chart=opts.chart)
+                        for p in pending],
+                       lambda i, rendered: _audit_stage(pending[i], rendered, opts))
+    audited = iter(done)
+    return [p if isinstance(p, Checked) else next(audited) for p in first]
+
+
+def _schema_stage(file: str, opts: Options) -> Checked | _Pending:
     try:
         text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Checked([Problem(file, "(file)", f"cannot read: {exc}")])
     try:
-        user = yaml.safe_load(text)
+        user = valuesfile.load_text(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
@@ -245,13 +270,13 @@ def check_file(file: str, opts: Options) -> Checked:
     ]
     if problems or not opts.render:
         return Checked(problems)
-    try:
-        rendered = render_text(RenderRequest(values_files=[file], release=opts.release,
-                                             namespace=opts.namespace, chart=opts.chart))
-    except HelmNotFound:
-        raise  # nothing to blame on the values file: the command cannot run
-    except RenderError as exc:
-        return Checked([_render_problem(file, line) for line in _render_lines(exc.message)])
+    return _Pending(file, merged)
+
+
+def _audit_stage(pending: _Pending, rendered: str | RenderError, opts: Options) -> Checked:
+    file, merged = pending.file, pending.merged
+    if isinstance(rendered, RenderError):
+        return Checked([_render_problem(file, line) for line in _render_lines(rendered.message)])
     try:
         objs = manifests.parse_stream(rendered, RENDER_SOURCE)
     except manifests.ManifestError as exc:

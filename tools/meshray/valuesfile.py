@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from .manifests import LOADER
+
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>\"[^\"]+\"|'[^']+'|[^\s#:'\"-][^\s:]*)\s*:(\s|$)")
 _ITEM = re.compile(r"^(?P<indent> *)- ")
 
@@ -59,8 +61,13 @@ def descriptions(text: str) -> dict[str, str]:
     return out
 
 
+def load_text(text: str) -> Any:
+    """A values document as plain data (YAML's safe subset, through libyaml when present)."""
+    return yaml.load(text, Loader=LOADER)
+
+
 def load_defaults(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_text(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
 
 
