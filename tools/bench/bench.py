@@ -12,8 +12,9 @@ any limit flaky). Run it from the repository root after `make setup` (`make benc
    and 10 worker groups x 200 worker ports. Goals (issue 13): defaults <= 1.3x the baseline,
    10 groups x 200 worker ports <= 2x.
 2. Tooling: validate + render + audit over every example, against a bare `helm template` of
-   the same files: `meshray validate -o DIR` (one helm run per file; goal <= 1.5x), the same as
-   three commands (validate, render, audit), and through the Python API in one process.
+   the same files (helm runs one after another): `meshray validate -o DIR` (one helm run per
+   file, up to one per CPU at once; goal <= 1.5x), the same as three commands (validate,
+   render, audit), and through the Python API in one process.
 
 Each timing is the wall clock of real processes, so helm's (and Python's) start-up is included,
 as a user or Argo CD pays it. Every case runs once per round, rounds interleave the cases (so
@@ -208,16 +209,16 @@ def meshray_cli_steps(examples: list[Path]) -> Callable[[Path], None]:
 
 def meshray_api(examples: list[Path]) -> Callable[[Path], None]:
     """The same through the Python API in one process (how the test suite runs it): shows the
-    cost of meshray's own work without per-command start-up. check_file validates, renders
-    once and audits that render."""
+    cost of meshray's own work without per-command start-up. check_files validates each
+    file, renders them side by side (one helm per CPU) and audits each render once."""
 
     def fn(_: Path) -> None:
         from meshray import schema, validate, valuesfile
 
         opts = validate.Options(chart=CHART, schema=schema.load(CHART / schema.YAMALE_FILE),
                                 defaults=valuesfile.load_defaults(CHART / schema.VALUES_FILE))
-        for ex in examples:
-            checked = validate.check_file(str(ex), opts)
+        for ex, checked in zip(examples, validate.check_files(list(map(str, examples)), opts),
+                               strict=True):
             if any(p.severity == validate.ERROR for p in checked.problems):
                 raise SystemExit(f"{ex}: validate failed")
             if not checked.rendered:
