@@ -141,7 +141,11 @@ def values(draw: st.DrawFn) -> dict[str, Any]:
         "serve": {"enabled": draw(st.booleans())},
         "rayTls": {"enabled": draw(st.booleans())},
         "mesh": {"sidecar": {"enabled": draw(st.booleans())}},
+        "networkPolicy": {"enabled": draw(st.booleans())},
     }
+    if v["mtls"]["enabled"] and v["mtls"]["mode"] == "DISABLE":
+        # the Ray pods' AuthorizationPolicy admits peers by mTLS identity: refused together
+        v["mesh"]["authorizationPolicy"] = {"enabled": False}
     if v["serve"]["enabled"]:
         ports = v["ports"]
         taken = {p for k, p in ports.items() if k in NAMED_PORTS}

@@ -344,7 +344,7 @@ def test_passthrough_pod_fields(render_chart: Renderer) -> None:
     head = rc["spec"]["headGroupSpec"]["template"]
     assert head["spec"]["serviceAccountName"] == "ray-sa"
     assert head["spec"]["nodeSelector"] == {"disk": "ssd"}
-    assert head["spec"]["securityContext"] == {"fsGroup": 100}
+    assert head["spec"]["securityContext"]["fsGroup"] == 100
     assert head["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     assert head["metadata"]["annotations"]["team"] == "ml"
     assert {"name": "FOO", "value": "bar"} in head["spec"]["containers"][0]["env"]

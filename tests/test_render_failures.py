@@ -132,6 +132,22 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
                                   "gateway.routes.dashboard.host=ray.example.com",
                                   "gateway.auth.jwtIssuer=https://issuer"), "meshray",
      ("gateway.auth.jwksUri", '""', "https://issuer")),
+    ("authz-without-mtls", ("mtls.mode=DISABLE",), "meshray",
+     ("mtls.mode", '"DISABLE"', "mesh.authorizationPolicy.enabled=true", "mTLS identity")),
+    ("authz-port-without-mtls", ("mtls.portLevelMtls[0].port=8080",
+                                 "mtls.portLevelMtls[0].mode=DISABLE"), "meshray",
+     ("mtls.portLevelMtls", "port 8080 is DISABLE", "mesh.authorizationPolicy.enabled=true")),
+    ("two-trust-domains", ("gateway.trustDomain=corp.example",), "meshray",
+     ("gateway.trustDomain", '"corp.example"', 'mesh.trustDomain ("cluster.local")')),
+    ("netpol-peer-unknown-field", ("networkPolicy.enabled=true",
+                                   "networkPolicy.dashboardFrom[0].podSelectr.app=x"), "meshray",
+     ("networkPolicy.dashboardFrom[0]", "podSelectr is not a NetworkPolicy peer field",
+      '{"podSelectr":{"app":"x"}}')),
+    ("netpol-peer-ipblock-and-selector", ("networkPolicy.enabled=true",
+                                          "networkPolicy.clientFrom[0].ipBlock.cidr=10.0.0.0/8",
+                                          "networkPolicy.clientFrom[0].podSelector.app=x"),
+     "meshray", ("networkPolicy.clientFrom[0]", "ipBlock cannot be combined",
+                 '"cidr":"10.0.0.0/8"')),
 ]
 
 
@@ -260,5 +276,5 @@ def test_good_values_still_render(render_chart: Renderer) -> None:
                                     "ingress.dashboard.auth.type=external",
                                     "ingress.dashboard.auth.externalUrl=http://oauth2/auth"))
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Ingress", "PeerAuthentication", "RayCluster", "Service", "Sidecar",
-                     "Sidecar"]
+    assert kinds == ["AuthorizationPolicy", "Ingress", "PeerAuthentication", "RayCluster",
+                     "Service", "ServiceAccount", "Sidecar", "Sidecar"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from chart_support import REPO, Renderer
 
 GATEWAY_EXAMPLE = REPO / "values-examples/istio-gateway.yaml"
@@ -77,22 +78,31 @@ def test_gateway_servers_cover_every_route(render_chart: Renderer) -> None:
             assert host in servers["https"]["hosts"], host
 
 
+@pytest.mark.parametrize("ray_policy", [True, False])
 def test_gateway_admits_only_the_gateway_principal_and_requires_jwt(
-        render_chart: Renderer) -> None:
-    docs = render_chart(GATEWAY_EXAMPLE, namespace="ray")
+        render_chart: Renderer, ray_policy: bool) -> None:
+    docs = render_chart(GATEWAY_EXAMPLE, namespace="ray", set_values=(
+        f"mesh.authorizationPolicy.enabled={str(ray_policy).lower()}",))
     ports = head_ports(docs)
     guarded = sorted([str(ports["dashboard"]), str(ports["client"])])
-    policies = {p["spec"]["action"]: p for p in kind(docs, "AuthorizationPolicy")}
-    allow, deny = policies["ALLOW"], policies["DENY"]
+    policies = {p["metadata"]["name"]: p for p in kind(docs, "AuthorizationPolicy")}
+    allow, deny = policies["ray-gw-gateway-only"], policies["ray-gw-require-jwt"]
+    assert (allow["spec"]["action"], deny["spec"]["action"]) == ("ALLOW", "DENY")
     for p in (allow, deny):
         assert p["spec"]["selector"]["matchLabels"] == {"ray.io/cluster": "ray-gw",
                                                         "ray.io/node-type": "head"}
-    first, rest = allow["spec"]["rules"]
+    first, *rest = allow["spec"]["rules"]
     assert first["from"][0]["source"]["principals"] == [
         "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
     assert sorted(first["to"][0]["operation"]["ports"]) == guarded
-    # Everything else on the head (GCS, node and worker ports) must stay reachable in the mesh.
-    assert sorted(rest["to"][0]["operation"]["notPorts"]) == guarded and "from" not in rest
+    if ray_policy:
+        # The Ray pods' own policy decides every other port; ALLOW policies are ORed, so a
+        # rule here admitting any source to them would undo it.
+        assert rest == [] and "ray-gw-ray" in policies
+    else:
+        # Everything else on the head (GCS, node and worker ports) stays reachable in the mesh.
+        (other,) = rest
+        assert sorted(other["to"][0]["operation"]["notPorts"]) == guarded and "from" not in other
     assert deny["spec"]["rules"][0]["from"][0]["source"]["notRequestPrincipals"] == ["*"]
     assert sorted(deny["spec"]["rules"][0]["to"][0]["operation"]["ports"]) == guarded
     (ra,) = kind(docs, "RequestAuthentication")
@@ -111,7 +121,8 @@ def test_client_passthrough_routes_by_sni_to_a_tls_port(render_chart: Renderer) 
     svc = services_by_fqdn(docs, "default")[route_destinations(vs)[0]["host"]]
     (port,) = svc["spec"]["ports"]
     assert port["appProtocol"] == "tls"  # Ray-native TLS: Istio must not parse it as gRPC
-    assert not kind(docs, "AuthorizationPolicy")  # off unless asked for
+    # the gateway-only policy is off unless asked for (the Ray pods' own policy is on)
+    assert [p["metadata"]["name"] for p in kind(docs, "AuthorizationPolicy")] == ["ray-pt-ray"]
 
 
 def test_existing_gateway_is_reused_and_the_service_exported_to_it(render_chart: Renderer) -> None:

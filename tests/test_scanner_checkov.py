@@ -24,24 +24,20 @@ CASES: list[Path | None] = [None, *EXAMPLES]
 # check id -> why the Ray pods fail it today. Keep one line per id; delete the entry when the
 # chart's defaults fix it.
 ACCEPTED: dict[str, str] = {
-    # the Ray pods' securityContext is empty today (values head/workerDefaults.securityContext
-    # and podSecurityContext default to {}); issue 11 part 4 adds restricted-PSS defaults
-    "CKV_K8S_20": "empty securityContext: allowPrivilegeEscalation is not set to false",
-    "CKV_K8S_23": "empty securityContext: runAsNonRoot is not set (the image's user decides)",
-    "CKV_K8S_28": "empty securityContext: capabilities (NET_RAW) are not dropped",
-    "CKV_K8S_29": "empty pod securityContext",
-    "CKV_K8S_30": "empty container securityContext",
-    "CKV_K8S_31": "empty securityContext: no RuntimeDefault seccomp profile",
-    "CKV_K8S_37": "empty securityContext: capabilities are not dropped (drop: [ALL])",
-    "CKV_K8S_40": "empty securityContext: runAsUser is not set to a high UID",
+    # restricted-PSS defaults (podSecurity.*) fixed CKV_K8S_20/23/28/29/30/31/37; what is left:
+    "CKV_K8S_40": "runAsUser 1000, not a high UID: it is the rayproject/ray image's own `ray` "
+                  "user (USER 1000, gid 100), which owns /home/ray and its Python environment; "
+                  "another uid cannot install runtime_env packages there",
     "CKV_K8S_22": "Ray writes its session dir, logs and spilled objects under /tmp/ray; a "
                   "read-only root filesystem needs an emptyDir for /tmp, which the chart does "
                   "not mount yet",
-    "CKV_K8S_38": "the service account token stays mounted: KubeRay's autoscaler container on "
-                  "the head calls the Kubernetes API (workers could go without; not split yet)",
-    "CKV2_K8S_6": "the chart renders no NetworkPolicy yet (issue 11 part 4: optional one); "
-                  "NetworkPolicies of a render are scanned with the pods, so this goes away "
-                  "when one selects them",
+    "CKV_K8S_38": "multi-group.yaml: the head mounts its service account token because "
+                  "KubeRay's in-tree autoscaler (ray.autoscaling) calls the Kubernetes API from "
+                  "it; every other pod has automountServiceAccountToken: false",
+    "CKV2_K8S_6": "the chart's NetworkPolicy is optional (networkPolicy.enabled, off by default: "
+                  "it needs a CNI that enforces it, and Istio's AuthorizationPolicy already "
+                  "admits each Ray port by mTLS identity); NetworkPolicies of a render are "
+                  "scanned with the pods (test_network_policy_selects_every_ray_pod)",
     # choices, not defects
     "CKV_K8S_8": "no livenessProbe in the template: KubeRay adds its own Ray health probes "
                  "to the pods it creates",
@@ -51,14 +47,13 @@ ACCEPTED: dict[str, str] = {
                   "versions; Always makes every pod start depend on the registry",
     "CKV_K8S_43": "images by tag (rayproject/ray:<ray.version>): the version-aware port map "
                   "reads the version from it; a digest is the user's ray.image.tag choice",
-    # resources: the defaults set requests and limits for every Ray container; two examples
-    # do not for one container each
-    "CKV_K8S_10": "rayclient-ingress-tls.yaml: the Ray-native TLS init container (ray-tls) "
-                  "has no resources; kuberay-istio-guide.yaml: the guide's worker group sets "
-                  "none (reproduced as is)",
-    "CKV_K8S_11": "same containers as CKV_K8S_10 (CPU limits)",
-    "CKV_K8S_12": "same containers as CKV_K8S_10 (memory requests)",
-    "CKV_K8S_13": "same containers as CKV_K8S_10 (memory limits)",
+    # resources: the defaults set requests and limits for every Ray container (the ray-tls init
+    # container takes its group's); one example does not for one container
+    "CKV_K8S_10": "kuberay-istio-guide.yaml: the guide's worker group sets no resources "
+                  "(reproduced as is)",
+    "CKV_K8S_11": "same container as CKV_K8S_10 (CPU limits)",
+    "CKV_K8S_12": "same container as CKV_K8S_10 (memory requests)",
+    "CKV_K8S_13": "same container as CKV_K8S_10 (memory limits)",
 }
 
 
@@ -148,3 +143,17 @@ def test_scanner_flags_a_privileged_container(scanner: Any,
     new = {f.check_id for f in found} - set(ACCEPTED)
     assert "CKV_K8S_16" in new  # "Container should not be privileged"
     assert any(f.resource.endswith("-headgroup") for f in found if f.check_id == "CKV_K8S_16")
+
+
+def test_network_policy_selects_every_ray_pod(scanner: Any) -> None:
+    """CKV2_K8S_6 (no NetworkPolicy selects the pod) is accepted only because the chart's
+    NetworkPolicy is off by default: with networkPolicy.enabled it goes away for every group."""
+    text = helm_template(helm(), None, "--set", "networkPolicy.enabled=true")
+    docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    assert [d["kind"] for d in docs].count("NetworkPolicy") == 1
+    found = scanner.scan(scanner.scan_input(docs))
+    pods = {f.resource for f in found if f.resource.startswith("Pod.")}
+    assert len(pods) >= 2  # the head and the worker group were scanned
+    assert [f.resource for f in found if f.check_id == "CKV2_K8S_6"] == []
+    off = scanner.scan(scanner.scan_input([d for d in docs if d["kind"] != "NetworkPolicy"]))
+    assert {f.resource for f in off if f.check_id == "CKV2_K8S_6"} == pods

@@ -299,7 +299,7 @@ def test_several_files_render_side_by_side_and_report_in_order(
     first, bad, last = tmp_path / "first.yaml", tmp_path / "bad.yaml", tmp_path / "last.yaml"
     first.write_text("mtls:\n  mode: PERMISSIVE\n")  # a warning, blamed on first.yaml
     bad.write_text("ingress:\n  dashboard:\n    enabled: true\n    host: ''\n")
-    last.write_text("mtls:\n  mode: DISABLE\n")
+    last.write_text("mtls:\n  mode: DISABLE\nmesh:\n  authorizationPolicy:\n    enabled: false\n")
     out = tmp_path / "rendered"
     assert main(["validate", "-o", str(out), str(first), str(bad), str(last)]) == 1
     lines = capsys.readouterr().out.splitlines()

@@ -55,6 +55,26 @@ Usage: include "meshray.headServiceName" .
 {{- end -}}
 
 {{/*
+The ServiceAccount of every Ray pod (serviceAccount.*): its identity is the principal the
+cluster's AuthorizationPolicy admits to Ray's ports. serviceAccount.name, else `<cluster>-ray`
+when the chart creates it, else the namespace's `default`.
+Usage: include "meshray.serviceAccountName" .
+*/}}
+{{- define "meshray.serviceAccountName" -}}
+{{- $sa := .Values.serviceAccount -}}
+{{- $sa.name | default (ternary (printf "%s-ray" (include "meshray.clusterName" .)) "default" $sa.create) -}}
+{{- end -}}
+
+{{/*
+The Ray pods' AuthorizationPolicy (mesh/authorizationpolicy.yaml) and NetworkPolicy
+(mesh/networkpolicy.yaml).
+Usage: include "meshray.rayPolicyName" .
+*/}}
+{{- define "meshray.rayPolicyName" -}}
+{{- printf "%s-ray" (include "meshray.clusterName" .) -}}
+{{- end -}}
+
+{{/*
 The cluster's PeerAuthentication: with mtls.scope=namespace it is the namespace-wide policy,
 which Istio only honours under the name "default".
 Usage: include "meshray.peerAuthenticationName" .

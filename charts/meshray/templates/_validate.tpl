@@ -13,5 +13,5 @@ The rule families, in the order their messages are reported.
 Usage: include "meshray.validate.families" . | fromJsonArray
 */}}
 {{- define "meshray.validate.families" -}}
-{{- toJson (list "names" "workerPorts" "uniquePorts" "rayStartParams" "podLabels" "replicas" "mtls" "ingress" "rayAuth" "serveModes" "gateway" "upgrade") -}}
+{{- toJson (list "names" "workerPorts" "uniquePorts" "rayStartParams" "podLabels" "replicas" "mtls" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "upgrade") -}}
 {{- end -}}

@@ -31,6 +31,20 @@ Usage: include "meshray.rayStartParams" (dict "model" $m "head" true|false "extr
 {{- end -}}
 
 {{/*
+The securityContexts of a group's pods and Ray containers, as JSON {pod, container}:
+podSecurity.pod and podSecurity.container (restricted Pod Security Standard, as the
+rayproject/ray image runs), with the group's podSecurityContext and securityContext merged
+over them key by key (the group's keys win).
+Usage: include "meshray.securityContexts" (dict "ctx" $ "group" $values) | fromJson
+*/}}
+{{- define "meshray.securityContexts" -}}
+{{- $ps := .ctx.Values.podSecurity -}}
+{{- $pod := mergeOverwrite (deepCopy ($ps.pod | default dict)) (deepCopy (.group.podSecurityContext | default dict)) -}}
+{{- $container := mergeOverwrite (deepCopy ($ps.container | default dict)) (deepCopy (.group.securityContext | default dict)) -}}
+{{- toJson (dict "pod" $pod "container" $container) -}}
+{{- end -}}
+
+{{/*
 Pod template shared by the head and every worker group.
 Pod-spec fields pass through with toYaml so new Kubernetes fields work untouched.
 Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "head" true|false)
@@ -51,6 +65,7 @@ Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "h
 {{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
 {{- end -}}
 {{- $labels = merge (deepCopy ($g.labels | default dict)) $labels -}}
+{{- $security := include "meshray.securityContexts" (dict "ctx" $ctx "group" $g) | fromJson -}}
 metadata:
   {{- with $labels }}
   labels:
@@ -61,9 +76,9 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  {{- with $g.serviceAccountName }}
-  serviceAccountName: {{ . }}
-  {{- end }}
+  serviceAccountName: {{ $g.serviceAccountName | default (include "meshray.serviceAccountName" $ctx) }}
+  {{- /* KubeRay's autoscaler container on the head calls the Kubernetes API with the token */}}
+  automountServiceAccountToken: {{ or $ctx.Values.serviceAccount.automountToken (and .head $ctx.Values.ray.autoscaling) }}
   {{- with $g.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
@@ -73,7 +88,7 @@ spec:
     - name: {{ . }}
     {{- end }}
   {{- end }}
-  {{- with $g.podSecurityContext }}
+  {{- with $security.pod }}
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -112,6 +127,14 @@ spec:
         - name: ca-tls
           mountPath: /etc/ca/tls
           readOnly: true
+      {{- with $g.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $security.container }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
   {{- end }}
   containers:
     - name: {{ $containerName }}
@@ -161,7 +184,7 @@ spec:
       resources:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $g.securityContext }}
+      {{- with $security.container }}
       securityContext:
         {{- toYaml . | nindent 8 }}
       {{- end }}

@@ -43,3 +43,40 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
+
+{{/* Authorization: the Ray pods' AuthorizationPolicy needs mTLS identities; one trust domain;
+NetworkPolicy peers the API server accepts. */}}
+{{- define "meshray.validate.authorization" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- if $v.mesh.authorizationPolicy.enabled -}}
+{{- if and $v.mtls.enabled (eq $v.mtls.mode "DISABLE") -}}
+{{- $problems = append $problems "mtls.mode: \"DISABLE\" leaves the Ray pods' peers without an mTLS identity, and mesh.authorizationPolicy.enabled=true admits peers only by that identity: Istio would deny every Ray port and Ray would hang. Use STRICT or PERMISSIVE, or set mesh.authorizationPolicy.enabled=false" -}}
+{{- end -}}
+{{- if $v.mtls.enabled -}}
+{{- range $v.mtls.portLevelMtls -}}
+{{- if eq .mode "DISABLE" -}}
+{{- $problems = append $problems (printf "mtls.portLevelMtls: port %d is DISABLE, so its peers have no mTLS identity and mesh.authorizationPolicy.enabled=true denies it to everyone; use PERMISSIVE for that port, or set mesh.authorizationPolicy.enabled=false" (int .port)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.gateway.trustDomain (ne $v.gateway.trustDomain $v.mesh.trustDomain) -}}
+{{- $problems = append $problems (printf "gateway.trustDomain: %q differs from mesh.trustDomain (%q): a mesh has one trust domain, and the chart writes the cluster's and the gateway's principals with it; set mesh.trustDomain and leave gateway.trustDomain empty" $v.gateway.trustDomain $v.mesh.trustDomain) -}}
+{{- end -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- $kinds := list "podSelector" "namespaceSelector" "ipBlock" -}}
+{{- range $list := list "dashboardFrom" "clientFrom" "metricsFrom" "serveFrom" -}}
+{{- range $i, $peer := get $v.networkPolicy $list -}}
+{{- $key := printf "networkPolicy.%s[%d]" $list $i -}}
+{{- $unknown := without (keys $peer | sortAlpha) "podSelector" "namespaceSelector" "ipBlock" -}}
+{{- if $unknown -}}
+{{- $problems = append $problems (printf "%s: %s is not a NetworkPolicy peer field (podSelector, namespaceSelector, ipBlock) (got %s)" $key (join ", " $unknown) (toJson $peer)) -}}
+{{- else if and (hasKey $peer "ipBlock") (or (hasKey $peer "podSelector") (hasKey $peer "namespaceSelector")) -}}
+{{- $problems = append $problems (printf "%s: ipBlock cannot be combined with podSelector or namespaceSelector in one peer (got %s)" $key (toJson $peer)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
