@@ -1,0 +1,304 @@
+"""Who the real istiod lets reach each Ray port: the RBAC filters of the Ray pods' inbound chains.
+
+The chart's AuthorizationPolicy (mesh.authorizationPolicy) is installed on the local control
+plane with the real KubeRay operator v1.6.2; istiod turns it into an RBAC filter on every
+inbound filter chain of each Ray Pod's sidecar (envoy.filters.http.rbac inside the HTTP
+connection manager of L7 chains, envoy.filters.network.rbac on TCP chains). For every port the
+Pod's `ray start` listens on (read from the Pod the operator made, tests/cluster/podcmd.py), the
+principals those filters admit must be exactly what the values say: the Pod's own service
+account on every Ray port but the dashboard and Ray Client; the listed principals on the
+dashboard, Ray Client, metrics and Serve ports; nobody else. The oracle classifies each port by
+the `ray start` flag or env var that opens it, and takes the cluster's identity from the live
+Pod's serviceAccountName, not from the chart.
+
+Negative controls: with the policy disabled no RBAC filter is left; a principal removed from the
+values by `helm upgrade` disappears from the filters of the running pods; a workload outside
+the lists is admitted nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kube import HELMS, Helm
+from kubernetes import client
+from podcmd import listening_ports, ray_start
+from test_sidecar_config import chart, inbound, install, settled_dump
+from xds_support import Mesh
+
+HTTP_RBAC = "envoy.filters.http.rbac"
+NET_RBAC = "envoy.filters.network.rbac"
+HCM = "envoy.filters.network.http_connection_manager"
+SUBMITTER = "cluster.local/ns/jobs/sa/submitter"
+CLIENT = "cluster.local/ns/users/sa/notebook"
+PROMETHEUS = "cluster.local/ns/monitoring/sa/prometheus"
+FRONTEND = "cluster.local/ns/web/sa/frontend"
+GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+LISTS = (
+    "serve.enabled=true",
+    f"mesh.authorizationPolicy.dashboardPrincipals={{{SUBMITTER}}}",
+    f"mesh.authorizationPolicy.clientPrincipals={{{CLIENT}}}",
+    f"mesh.authorizationPolicy.metricsPrincipals={{{PROMETHEUS}}}",
+    f"mesh.authorizationPolicy.servePrincipals={{{FRONTEND}}}",
+)
+# Which list admits a port, by what opens it in `ray start` (REFERENCE §1).
+LISTED_BY = {
+    "dashboard-port": SUBMITTER,
+    "ray-client-server-port": CLIENT,
+    "metrics-export-port": PROMETHEUS,
+    "AUTOSCALER_METRIC_PORT": PROMETHEUS,
+    "DASHBOARD_METRIC_PORT": PROMETHEUS,
+    "RAY_SERVE_DEFAULT_HTTP_PORT": FRONTEND,
+    "RAY_SERVE_DEFAULT_GRPC_PORT": FRONTEND,
+}
+USER_FACING = {"dashboard-port", "ray-client-server-port"}
+
+
+def sets(*pairs: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for s in pairs:
+        out += ["--set", s]
+    return tuple(out)
+
+
+# --- reading Envoy's RBAC config (envoy.config.rbac.v3) --------------------------------------
+
+
+def string_match(m: dict[str, Any], s: str) -> bool:
+    if "exact" in m:
+        return bool(s == m["exact"])
+    if "prefix" in m:
+        return s.startswith(m["prefix"])
+    if "suffix" in m:
+        return s.endswith(m["suffix"])
+    if "safeRegex" in m:
+        return re.fullmatch(m["safeRegex"]["regex"], s) is not None
+    raise AssertionError(f"unknown string matcher {m}")
+
+
+def permission_admits(perm: dict[str, Any], port: int) -> bool:
+    if perm.get("any"):
+        return True
+    if "destinationPort" in perm:
+        return int(perm["destinationPort"]) == port
+    if "destinationPortRange" in perm:
+        r = perm["destinationPortRange"]
+        return int(r["start"]) <= port < int(r["end"])
+    if "orRules" in perm:
+        return any(permission_admits(p, port) for p in perm["orRules"]["rules"])
+    if "andRules" in perm:
+        return all(permission_admits(p, port) for p in perm["andRules"]["rules"])
+    if "notRule" in perm:
+        return not permission_admits(perm["notRule"], port)
+    raise AssertionError(f"a permission that is not about ports: {perm}")
+
+
+def principal_admits(pid: dict[str, Any], spiffe: str) -> bool:
+    if pid.get("any"):
+        return True
+    if "authenticated" in pid:
+        return string_match(pid["authenticated"]["principalName"], spiffe)
+    if "orIds" in pid:
+        return any(principal_admits(p, spiffe) for p in pid["orIds"]["ids"])
+    if "andIds" in pid:
+        return all(principal_admits(p, spiffe) for p in pid["andIds"]["ids"])
+    if "notId" in pid:
+        return not principal_admits(pid["notId"], spiffe)
+    raise AssertionError(f"a principal that is not an mTLS identity: {pid}")
+
+
+def exact_principals(pid: dict[str, Any]) -> set[str]:
+    """The exact identities a principal tree names (wildcards would show up as other keys)."""
+    out: set[str] = set()
+    if "authenticated" in pid:
+        m = pid["authenticated"]["principalName"]
+        assert set(m) == {"exact"}, f"not an exact principal: {m}"
+        out.add(m["exact"].removeprefix("spiffe://"))
+    for key, inner in (("orIds", "ids"), ("andIds", "ids")):
+        for p in pid.get(key, {}).get(inner, []):
+            out |= exact_principals(p)
+    assert not pid.get("any") and "notId" not in pid, f"a principal admitting anyone: {pid}"
+    return out
+
+
+def rbac_filters(fc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The RBAC filters of one filter chain: network ones, and HTTP ones inside its HCM."""
+    out = [f["typedConfig"] for f in fc["filters"] if f["name"] == NET_RBAC]
+    for f in fc["filters"]:
+        if f["name"] == HCM:
+            out += [h["typedConfig"] for h in f["typedConfig"].get("httpFilters", [])
+                    if h["name"] == HTTP_RBAC]
+    return out
+
+
+def admitted(fcs: list[dict[str, Any]], port: int) -> set[str]:
+    """The principals every chain of a port admits: the ALLOW policies whose permissions match
+    the port, their exact identities. None of the chains may have a DENY policy."""
+    per_chain = []
+    for fc in fcs:
+        filters = [f for f in rbac_filters(fc) if f.get("rules")]
+        names: set[str] = set()
+        for f in filters:
+            assert f["rules"].get("action", "ALLOW") == "ALLOW", f["rules"]
+            for pol in f["rules"].get("policies", {}).values():
+                if any(permission_admits(p, port) for p in pol["permissions"]):
+                    for pid in pol["principals"]:
+                        names |= exact_principals(pid)
+        per_chain.append(names if filters else None)
+    assert all(c == per_chain[0] for c in per_chain), per_chain
+    if per_chain[0] is None:
+        raise AssertionError(f"port {port}: no RBAC filter")
+    return per_chain[0]
+
+
+def admits(fcs: list[dict[str, Any]], port: int, principal: str) -> bool:
+    """Envoy's decision for a peer with this identity on this port, on every chain of it: no
+    ALLOW filter, or one of its policies matching both (the filters of a chain are ANDed)."""
+    spiffe = f"spiffe://{principal}"
+    decisions = set()
+    for fc in fcs:
+        ok = True
+        for f in rbac_filters(fc):
+            if not f.get("rules"):
+                continue
+            ok = ok and any(
+                any(permission_admits(p, port) for p in pol["permissions"])
+                and any(principal_admits(i, spiffe) for i in pol["principals"])
+                for pol in f["rules"].get("policies", {}).values())
+        decisions.add(ok)
+    assert len(decisions) == 1, f"port {port}: the chains disagree"
+    return decisions.pop()
+
+
+# --- the oracle ------------------------------------------------------------------------------
+
+
+def expected(ports: dict[int, str], own: str, listed: dict[str, str]) -> dict[int, set[str]]:
+    """What the values say, per port the Pod listens on: its own service account unless the
+    port is the dashboard or the Ray Client, plus the listed principal for its kind."""
+    out: dict[int, set[str]] = {}
+    for port, opener in ports.items():
+        names = set() if opener in USER_FACING else {own}
+        if opener in listed:
+            names.add(listed[opener])
+        out[port] = names
+    return out
+
+
+def own_principal(pod: Any) -> str:
+    return f"cluster.local/ns/{pod.metadata.namespace}/sa/{pod.spec.service_account_name}"
+
+
+def wait_dump(mesh: Mesh, pod: Any, ready: Callable[[dict[int, list[dict[str, Any]]]], bool]
+              ) -> dict[int, list[dict[str, Any]]]:
+    """istiod pushes policy changes asynchronously: ask until `ready`, or 30 s have passed."""
+    deadline = time.monotonic() + 30
+    while True:
+        chains = inbound(mesh.sidecar_config(pod))
+        if ready(chains) or time.monotonic() > deadline:
+            return chains
+        time.sleep(1)
+
+
+def report(mesh: Mesh, core: client.CoreV1Api, pods: list[Any], listed: dict[str, str]
+           ) -> dict[str, Any]:
+    """Per pod role: ports by what opens them, the principals istiod admits, the expected."""
+    out: dict[str, Any] = {}
+    for pod in pods:
+        role = pod.metadata.labels["ray.io/node-type"]
+        ports = listening_ports(ray_start(core, pod))
+        chains = inbound(settled_dump(mesh, pod, set(ports)))
+        missing = sorted(set(ports) - set(chains))
+        assert not missing, f"{role}: no inbound chain for {missing}"
+        got = {p: admitted(chains[p], p) for p in ports}
+        out[role] = {"pod": pod, "ports": ports, "chains": chains, "got": got,
+                     "want": expected(ports, own_principal(pod), listed)}
+    return out
+
+
+def test_istiod_admits_each_port_exactly_the_principals_values_list(mesh: Mesh) -> None:
+    ns = "authz-lists"
+    core = client.CoreV1Api(mesh.api)
+    pods = install(mesh, ns, "defaults", sets(*LISTS))
+    roles = report(mesh, core, pods, LISTED_BY)
+    assert set(roles) == {"head", "worker"}
+    for role, r in roles.items():
+        wrong = {p: (r["got"][p], r["want"][p]) for p in r["ports"]
+                 if r["got"][p] != r["want"][p]}
+        assert wrong == {}, role
+        own = own_principal(r["pod"])
+        assert own == f"cluster.local/ns/{ns}/sa/m-meshray-ray"
+        for port, opener in r["ports"].items():
+            # Envoy's decision, identity by identity, matches what the filters name.
+            for who in (own, SUBMITTER, CLIENT, PROMETHEUS, FRONTEND):
+                assert admits(r["chains"][port], port, who) == (who in r["want"][port]), (
+                    role, port, opener, who)
+            # A workload of the mesh nobody listed, in this namespace or another: nowhere.
+            for stranger in (f"cluster.local/ns/{ns}/sa/default", "cluster.local/ns/x/sa/y"):
+                assert not admits(r["chains"][port], port, stranger), (role, port, stranger)
+    head = roles["head"]
+    by_opener = {o: p for p, o in head["ports"].items()}
+    # the evidence, in words: the dashboard and client are closed to the cluster itself
+    assert head["got"][by_opener["dashboard-port"]] == {SUBMITTER}
+    assert head["got"][by_opener["ray-client-server-port"]] == {CLIENT}
+    assert head["got"][by_opener["port"]] == {own_principal(head["pod"])}
+    assert head["got"][by_opener["metrics-export-port"]] == {own_principal(head["pod"]),
+                                                              PROMETHEUS}
+
+
+def test_a_principal_removed_from_values_leaves_the_filters(mesh: Mesh) -> None:
+    """helm upgrade without the Prometheus principal: istiod drops it from the running pods'
+    filters (the pods are not replaced: the RayCluster did not change)."""
+    ns = "authz-upgrade"
+    core = client.CoreV1Api(mesh.api)
+    pods = install(mesh, ns, "defaults", sets(LISTS[3]))
+    worker = next(p for p in pods if p.metadata.labels["ray.io/node-type"] == "worker")
+    metrics = int(ray_start(core, worker).params["metrics-export-port"])
+    chains = wait_dump(mesh, worker, lambda c: metrics in c)
+    assert admitted(chains[metrics], metrics) == {own_principal(worker), PROMETHEUS}
+    Helm(HELMS["helm4"], mesh.kubeconfig).run(
+"upgrade", "m", chart(), "-n", ns, "--reset-values")
+    chains = wait_dump(mesh, worker, lambda c: PROMETHEUS not in admitted(c[metrics], metrics))
+    assert admitted(chains[metrics], metrics) == {own_principal(worker)}
+    assert not admits(chains[metrics], metrics, PROMETHEUS)
+    assert core.read_namespaced_pod(worker.metadata.name, ns).metadata.uid == worker.metadata.uid
+
+
+def test_without_the_policy_no_port_has_an_rbac_filter(mesh: Mesh) -> None:
+    ns = "authz-off"
+    core = client.CoreV1Api(mesh.api)
+    pods = install(mesh, ns, "defaults", sets("mesh.authorizationPolicy.enabled=false"))
+    for pod in pods:
+        ports = listening_ports(ray_start(core, pod))
+        chains = inbound(settled_dump(mesh, pod, set(ports)))
+        with_rbac = sorted(p for p in ports for fc in chains.get(p, [])
+                           if any(f.get("rules") for f in rbac_filters(fc)))
+        assert with_rbac == []
+        assert all(admits(chains[p], p, "cluster.local/ns/x/sa/y") for p in ports)
+
+
+@pytest.mark.parametrize("gateway_policy", [False, True])
+def test_the_gateway_reaches_what_its_routes_reach(mesh: Mesh, gateway_policy: bool) -> None:
+    """With gateway routes the gateway's principal is admitted to the routed ports only; the
+    gateway's own AuthorizationPolicy (gateway.authorizationPolicy: the dashboard and the Ray
+    Client) adds its rule without opening any other port (ALLOW policies are ORed)."""
+    ns = f"authz-gw-{str(gateway_policy).lower()}"
+    core = client.CoreV1Api(mesh.api)
+    pods = install(mesh, ns, "defaults", sets(
+        "gateway.enabled=true", "gateway.routes.dashboard.enabled=true",
+        "gateway.routes.dashboard.host=ray.example.com", "gateway.acknowledgeUnauthenticated=true",
+        f"gateway.authorizationPolicy.enabled={str(gateway_policy).lower()}"))
+    roles = report(mesh, core, pods, {})
+    for role, r in roles.items():
+        for port, opener in r["ports"].items():
+            want = set(r["want"][port])
+            # the route's port; the gateway's own policy names the dashboard and the client
+            gateway_ports = {"dashboard-port"} | (USER_FACING if gateway_policy else set())
+            if role == "head" and opener in gateway_ports:
+                want.add(GATEWAY)
+            assert r["got"][port] == want, (role, port, opener)
+            assert admits(r["chains"][port], port, GATEWAY) == (GATEWAY in want)
