@@ -1,0 +1,156 @@
+"""Istio's real sidecar injector, offline: `istioctl kube-inject` with the injection template,
+values and mesh config the pinned Istio renders itself (`istioctl manifest generate`: the
+`istio-sidecar-injector` and `istio` ConfigMaps), and istiod's own environment from the same
+render standing in for the webhook's (the injector reads ENABLE_NATIVE_SIDECARS from its
+process environment). No cluster and no network: the revision is given (`-r default`), or
+kube-inject would wait for a cluster to tell it the default revision.
+
+Offline, istiod's default ENABLE_NATIVE_SIDECARS=auto means "not native": auto decides from the
+Nodes' kubelet versions, which only the webhook in a cluster sees (pkg/kube/inject/webhook.go,
+DetectNativeSidecar: native when every Node's kubelet is 1.33 or later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ISTIOCTL = REPO / "bin" / "istioctl"
+PROXY = "istio-proxy"
+
+
+@dataclass(frozen=True)
+class Injector:
+    """What one `istioctl manifest generate --set ...` renders for the sidecar injector."""
+
+    sets: tuple[str, ...]
+    config: Path
+    values: Path
+    mesh: Path
+    istiod_env: dict[str, str]
+
+
+def _istioctl(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    res = subprocess.run(
+        [str(ISTIOCTL), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert res.returncode == 0, f"istioctl {' '.join(args)}: {res.stderr}"
+    return res.stdout
+
+
+def injector(workdir: Path, *sets: str) -> Injector:
+    """Render the pinned Istio with `sets` and keep its injector ConfigMaps and istiod's env."""
+    args = [a for s in sets for a in ("--set", s)]
+    docs = [d for d in yaml.safe_load_all(_istioctl("manifest", "generate", *args)) if d]
+    cms = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    istiod = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "istiod"
+    )
+    container = istiod["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+    env.pop("KUBECONFIG", None)  # istiod's in-cluster path; kube-inject stays offline
+    d = workdir / hashlib.sha256(json.dumps(sets).encode()).hexdigest()[:12]
+    d.mkdir(parents=True, exist_ok=True)
+    config, values, mesh = d / "config.yaml", d / "values.json", d / "mesh.yaml"
+    config.write_text(cms["istio-sidecar-injector"]["config"])
+    values.write_text(cms["istio-sidecar-injector"]["values"])
+    mesh.write_text(cms["istio"]["mesh"])
+    return Injector(tuple(sets), config, values, mesh, env)
+
+
+def inject(inj: Injector, pod: dict[str, Any]) -> dict[str, Any]:
+    """The Pod as Istio's injector returns it (unchanged when it skips the Pod)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENABLE_", "PILOT_"))}
+    env.update(inj.istiod_env)
+    env["KUBECONFIG"] = str(inj.config.parent / "no-cluster")
+    out = _istioctl(
+        "kube-inject",
+        "-r",
+        "default",
+        "-f",
+        "-",
+        f"--injectConfigFile={inj.config}",
+        f"--valuesFile={inj.values}",
+        f"--meshConfigFile={inj.mesh}",
+        env=env,
+        stdin=yaml.safe_dump(pod),
+    )
+    return dict(next(d for d in yaml.safe_load_all(out) if d))
+
+
+def pod_manifest(api: Any, pod: Any) -> dict[str, Any]:
+    """A live Pod as the manifest the webhook would be handed."""
+    d = dict(api.sanitize_for_serialization(pod))
+    d["apiVersion"], d["kind"] = "v1", "Pod"
+    d.pop("status", None)
+    d["metadata"].pop("managedFields", None)
+    return d
+
+
+# ---- what the injected Pod says ----------------------------------------------------------------
+def containers(pod: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    return list(pod["spec"].get(section) or [])
+
+
+def names(pod: dict[str, Any], section: str) -> list[str]:
+    return [c["name"] for c in containers(pod, section)]
+
+
+def proxy(pod: dict[str, Any]) -> tuple[str, int, dict[str, Any]] | None:
+    """(section, index, container) of istio-proxy, or None."""
+    for section in ("initContainers", "containers"):
+        for i, c in enumerate(containers(pod, section)):
+            if c["name"] == PROXY:
+                return section, i, c
+    return None
+
+
+def native(pod: dict[str, Any]) -> bool:
+    """istio-proxy is a Kubernetes native sidecar: an init container that keeps running."""
+    p = proxy(pod)
+    return p is not None and p[0] == "initContainers" and p[2].get("restartPolicy") == "Always"
+
+
+def runs_before_proxy(pod: dict[str, Any], init: str) -> bool:
+    """The init container `init` starts before istio-proxy is up, so its traffic leaves the pod
+    without the sidecar (plaintext, or into iptables rules with nobody listening). Kubernetes
+    runs init containers in order, each after the previous one finished or (native sidecar)
+    started; every init container finishes before any regular container starts."""
+    inits = names(pod, "initContainers")
+    assert init in inits, f"{init} is not an init container: {inits}"
+    p = proxy(pod)
+    return p is None or not native(pod) or inits.index(init) < p[1]
+
+
+def hold(pod: dict[str, Any]) -> bool:
+    """istio-proxy holds the app: first regular container with a postStart `pilot-agent wait`."""
+    p = proxy(pod)
+    if p is None or p[0] != "containers":
+        return False
+    cmd = (((p[2].get("lifecycle") or {}).get("postStart") or {}).get("exec") or {}).get("command")
+    return p[1] == 0 and cmd == ["pilot-agent", "wait"]
+
+
+def describe(pod: dict[str, Any]) -> str:
+    """`init: a, b (Always) | containers: c, d (held)` for the docs' tables."""
+
+    def fmt(c: dict[str, Any]) -> str:
+        return c["name"] + (f" ({c['restartPolicy']})" if c.get("restartPolicy") else "")
+
+    init = ", ".join(fmt(c) for c in containers(pod, "initContainers")) or "-"
+    main = ", ".join(fmt(c) for c in containers(pod, "containers"))
+    return f"init: {init} | containers: {main}" + (" (held)" if hold(pod) else "")
