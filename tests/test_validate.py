@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chart_support import CHART, EXAMPLES
+from chart_support import CHART, EXAMPLES, REPO
 from meshray.cli import main
 from meshray.render import helm_executable
 
@@ -353,6 +353,45 @@ def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
     f.write_text("mtls:\n  mode: PERMISSIVE\nkuberay:\n  upgradeStrategy: ''\n")
     assert main(["validate", str(f)]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+NATIVE = 'sidecar.istio.io/nativeSidecar: "{}"'
+
+
+@pytest.mark.parametrize(("values", "needed"), [
+    ("", True),
+    (f"workerDefaults:\n  annotations:\n    {NATIVE.format('true')}\n", False),
+    (f"head:\n  annotations:\n    {NATIVE.format('true')}\n", True),  # workers decide
+    (f"workerDefaults:\n  annotations:\n    {NATIVE.format('true')}\n"
+     f"workerGroups:\n  a: {{}}\n  b:\n    annotations:\n      {NATIVE.format('false')}\n",
+     True),
+    (f"workerDefaults:\n  annotations:\n    {NATIVE.format('false')}\n", True),
+], ids=["defaults", "native-workers", "native-head-only", "one-group-not-native",
+        "not-native"])
+def test_init_container_prerequisite_unless_every_worker_is_native(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, needed: bool) -> None:
+    """Istio's injector starts a native istio-proxy before KubeRay's wait-gcs-ready (the
+    operator adds it to worker pods only; tests/mesh/test_injection.py): with the annotation on
+    every worker group, neither validate's note nor the chart's NOTES ask for
+    ENABLE_INIT_CONTAINER_INJECTION=false; otherwise both do, and say how to avoid it."""
+    f = tmp_path / "values.yaml"
+    f.write_text(values or "{}\n")
+    assert main(["validate", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert ("ENABLE_INIT_CONTAINER_INJECTION=false" in err) is needed
+    # Helm 4 (bin/helm): Helm 3's client-side dry run still asks a cluster.
+    notes = subprocess.run([str(REPO / "bin" / "helm"), "install", "r", str(CHART),
+                            "--dry-run=client", "-f", str(f)],
+                           capture_output=True, text=True, check=False)
+    assert notes.returncode == 0, notes.stderr
+    assert ("with ENABLE_INIT_CONTAINER_INJECTION=false" in notes.stdout) is needed
+    assert "sidecar.istio.io/nativeSidecar" in notes.stdout
+    if needed:
+        assert "workerDefaults.annotations.sidecar.istio.io/nativeSidecar" in err
+        assert "ENABLE_NATIVE_SIDECARS=true" in err
+        assert "ENABLE_NATIVE_SIDECARS=true" in notes.stdout
+    else:
+        assert "can stay" in notes.stdout
 
 
 def test_every_chart_problem_is_its_own_line(tmp_path: Path,

@@ -282,20 +282,43 @@ def _audit_stage(pending: _Pending, rendered: str | RenderError, opts: Options) 
     except manifests.ManifestError as exc:
         return Checked([*warnings(file, merged, [], opts),
                         Problem(file, "(chart)", f"rendered output is not YAML: {exc}")])
-    return Checked(warnings(file, merged, objs, opts), rendered, prerequisites(merged))
+    return Checked(warnings(file, merged, objs, opts), rendered, prerequisites(merged, objs))
 
 
-def prerequisites(values: Mapping[str, Any]) -> list[str]:
+NATIVE_SIDECAR = "sidecar.istio.io/nativeSidecar"
+
+
+def native_sidecar_workers(objs: Sequence[manifests.Manifest]) -> bool:
+    """Every worker pod template of the render asks Istio for a native istio-proxy sidecar:
+    Istio's injector then starts it before KubeRay's wait-gcs-ready init container, which the
+    operator adds to worker pods only (tests/mesh/test_injection.py)."""
+    templates = [
+        ((g.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        for m in objs if m.kind == "RayCluster"
+        for g in (m.obj.get("spec") or {}).get("workerGroupSpecs") or []
+    ]
+    return bool(templates) and all(str(a.get(NATIVE_SIDECAR)).lower() == "true"
+                                   for a in templates)
+
+
+def prerequisites(values: Mapping[str, Any],
+                  objs: Sequence[manifests.Manifest] = ()) -> list[str]:
     """What the values need from the cluster, measured with the real KubeRay operators
-    (tests/cluster): STRICT mTLS and the operator's init container; the upgrade strategy."""
+    (tests/cluster) and Istio's real injector (tests/mesh/test_injection.py): STRICT mTLS and
+    the operator's init container, unless every worker gets a native sidecar; the upgrade
+    strategy."""
     out = []
     mtls = values.get("mtls") or {}
-    if mtls.get("enabled") and mtls.get("mode") == "STRICT":
+    if mtls.get("enabled") and mtls.get("mode") == "STRICT" and not native_sidecar_workers(objs):
         out.append("mtls.mode STRICT: run the KubeRay operator with "
-                   "ENABLE_INIT_CONTAINER_INJECTION=false. At its default it adds the "
-                   "wait-gcs-ready init container to every worker pod (KubeRay 1.1.0 and "
-                   "1.6.2, measured); it starts before istio-proxy, STRICT refuses its "
-                   "traffic, and the workers never leave Init")
+                   "ENABLE_INIT_CONTAINER_INJECTION=false, unless Istio injects istio-proxy "
+                   "as a native sidecar. Otherwise the operator's wait-gcs-ready init container "
+                   "(added to every worker pod at its default; KubeRay 1.1.0 and 1.6.2, "
+                   "measured) runs before istio-proxy, STRICT refuses its traffic, and the "
+                   "workers never leave Init. Native sidecars start before it: set "
+                   f"workerDefaults.annotations.{NATIVE_SIDECAR}: \"true\" (Kubernetes 1.29+), "
+                   "or run istiod with ENABLE_NATIVE_SIDECARS=true, or at its default (auto) "
+                   "with every node's kubelet 1.33 or later")
     strategy = (values.get("kuberay") or {}).get("upgradeStrategy")
     if strategy == "Recreate":
         out.append("kuberay.upgradeStrategy Recreate needs KubeRay 1.6.0 or later (older CRDs "
