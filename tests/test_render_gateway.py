@@ -94,7 +94,9 @@ def test_gateway_admits_only_the_gateway_principal_and_requires_jwt(
     first, *rest = allow["spec"]["rules"]
     assert first["from"][0]["source"]["principals"] == [
         "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
-    assert sorted(first["to"][0]["operation"]["ports"]) == guarded
+    # with the Ray pods' own policy it also holds the gateway's Serve route (no one else's)
+    routed = [str(ports["serve"])] if ray_policy else []
+    assert sorted(first["to"][0]["operation"]["ports"]) == sorted(guarded + routed)
     if ray_policy:
         # The Ray pods' own policy decides every other port; ALLOW policies are ORed, so a
         # rule here admitting any source to them would undo it.
@@ -121,8 +123,14 @@ def test_client_passthrough_routes_by_sni_to_a_tls_port(render_chart: Renderer) 
     svc = services_by_fqdn(docs, "default")[route_destinations(vs)[0]["host"]]
     (port,) = svc["spec"]["ports"]
     assert port["appProtocol"] == "tls"  # Ray-native TLS: Istio must not parse it as gRPC
-    # the gateway-only policy is off unless asked for (the Ray pods' own policy is on)
-    assert [p["metadata"]["name"] for p in kind(docs, "AuthorizationPolicy")] == ["ray-pt-ray"]
+    # gateway.authorizationPolicy is off, so the gateway-only policy holds only what the
+    # Ray pods' own policy (mesh.authorizationPolicy) leaves to it: the routed client port
+    policies = {p["metadata"]["name"]: p for p in kind(docs, "AuthorizationPolicy")}
+    assert sorted(policies) == ["ray-pt-gateway-only", "ray-pt-ray"]
+    (rule,) = policies["ray-pt-gateway-only"]["spec"]["rules"]
+    assert rule["to"][0]["operation"]["ports"] == [str(port["targetPort"])]
+    assert rule["from"][0]["source"]["principals"] == [
+        "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
 
 
 def test_existing_gateway_is_reused_and_the_service_exported_to_it(render_chart: Renderer) -> None:

@@ -33,14 +33,15 @@ Usage: include "meshray.rayStartParams" (dict "model" $m "head" true|false "extr
 {{/*
 The securityContexts of a group's pods and Ray containers, as JSON {pod, container}:
 podSecurity.pod and podSecurity.container (restricted Pod Security Standard, as the
-rayproject/ray image runs), with the group's podSecurityContext and securityContext merged
+rayproject/ray image runs; unless podSecurity.enabled is false), with the group's podSecurityContext and securityContext merged
 over them key by key (the group's keys win).
 Usage: include "meshray.securityContexts" (dict "ctx" $ "group" $values) | fromJson
 */}}
 {{- define "meshray.securityContexts" -}}
 {{- $ps := .ctx.Values.podSecurity -}}
-{{- $pod := mergeOverwrite (deepCopy ($ps.pod | default dict)) (deepCopy (.group.podSecurityContext | default dict)) -}}
-{{- $container := mergeOverwrite (deepCopy ($ps.container | default dict)) (deepCopy (.group.securityContext | default dict)) -}}
+{{- $on := $ps.enabled -}}
+{{- $pod := mergeOverwrite (deepCopy (and $on $ps.pod | default dict)) (deepCopy (.group.podSecurityContext | default dict)) -}}
+{{- $container := mergeOverwrite (deepCopy (and $on $ps.container | default dict)) (deepCopy (.group.securityContext | default dict)) -}}
 {{- toJson (dict "pod" $pod "container" $container) -}}
 {{- end -}}
 

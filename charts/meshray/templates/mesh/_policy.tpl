@@ -11,7 +11,8 @@ The Ray ports by who may reach them, as port lists (numbers), written into .out:
   dashboard  the dashboard and Jobs API          client  the Ray Client server
   metrics    Prometheus endpoints (metrics export, autoscaler and dashboard metrics)
   serve      Ray Serve's proxies (serve.enabled)
-  routed     what the Istio gateway routes to (gateway.enabled): dashboard, client, Serve HTTP
+  routed     what the Istio gateway routes to on the head (gateway.enabled): dashboard, client,
+             Serve HTTP
 Usage: include "meshray.policyPorts" (dict "ctx" $ "model" $m "out" $ports)
 */}}
 {{- define "meshray.policyPorts" -}}
