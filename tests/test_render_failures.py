@@ -97,7 +97,7 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
     ("ray-auth-old-ray", ("rayAuth.enabled=true", "ray.version=2.51.0"), "meshray",
      ("rayAuth.enabled", "Ray >= 2.52", "2.51.0")),
     ("serve-random-port-mode", ("workerGroups.cpu.env[0].name=RAY_SERVE_ENABLE_DIRECT_INGRESS",
-                                "workerGroups.cpu.env[0].value=1"), "meshray",
+                                "string:workerGroups.cpu.env[0].value=1"), "meshray",
      ("workerGroups.cpu.env", 'RAY_SERVE_ENABLE_DIRECT_INGRESS="1"', "ray#64544")),
     ("gateway-without-routes", ("gateway.enabled=true",), "meshray",
      ("gateway.routes", "no route is enabled")),
@@ -148,6 +148,77 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
                                           "networkPolicy.clientFrom[0].podSelector.app=x"),
      "meshray", ("networkPolicy.clientFrom[0]", "ipBlock cannot be combined",
                  '"cidr":"10.0.0.0/8"')),
+    # cluster/_validate_inputs.tpl (the values corpus, tests/test_bad_values.py, has more)
+    ("istio-owned-port", ("ports.gcs=15006",), "meshray",
+     ("ports.gcs", "port 15006", "15000-15090")),
+    ("istio-owned-worker-list-port", ("ports.workerPortList={12000,15001}",), "meshray",
+     ("ports.workerPortList", "port 15001", "15000-15090")),
+    ("istio-owned-worker-range", ("ports.minWorkerPort=14990", "ports.maxWorkerPort=15010"),
+     "meshray", ("ports.workerPorts", "14990-15010", "15000-15090")),
+    ("ray-1x", ("ray.version=1.13.0",), "meshray", ("ray.version", '"1.13.0"', "Ray 2.10")),
+    ("image-tag-other-ray", ("ray.image.tag=2.41.0-py310",), "meshray",
+     ("ray.image.tag", '"2.41.0-py310"', "Ray 2.60.0")),
+    ("env-pins-a-port", ("head.env[0].name=RAY_DASHBOARD_PORT", "head.env[0].value=x"),
+     "meshray", ("head.env[0]", "RAY_DASHBOARD_PORT", "port map")),
+    ("env-value-and-value-from", ("head.env[0].name=X", "head.env[0].value=a",
+                                  "head.env[0].valueFrom.fieldRef.fieldPath=metadata.name"),
+     "meshray", ("head.env[0]", "X sets both value and valueFrom")),
+    ("env-duplicate", ("head.env[0].name=X", "head.env[0].value=a", "head.env[1].name=X",
+                       "head.env[1].value=b"), "meshray", ("head.env[1].name", '"X"', "twice")),
+    ("volume-without-name", ("head.volumes[0].emptyDir.medium=Memory",), "meshray",
+     ("head.volumes[0].name", "missing", "emptyDir")),
+    ("volume-duplicate", ("head.volumes[0].name=d", "head.volumes[0].emptyDir.medium=Memory",
+                          "head.volumes[1].name=d", "head.volumes[1].emptyDir.medium=Memory"),
+     "meshray", ("head.volumes[1].name", '"d"', "twice")),
+    ("volume-mount-without-volume", ("head.volumeMounts[0].name=data",
+                                     "head.volumeMounts[0].mountPath=/data"), "meshray",
+     ("head.volumeMounts[0].name", '"data"', "names no volume")),
+    # mesh/_validate_exposure.tpl
+    ("export-to-listed-twice", ("service.exportTo={.,.}",), "meshray",
+     ("service.exportTo", '"."', "twice")),
+    ("export-to-none-and-more", ("service.exportTo={~,.}",), "meshray",
+     ("service.exportTo", '"~"', "cannot be combined")),
+    ("export-to-hides-own-namespace", ("service.exportTo={istio-system}",), "meshray",
+     ("service.exportTo", '["istio-system"]', "own namespace")),
+    ("extra-policy-selects-ray-pods", ("mtls.extraPolicies[0].name=legacy",
+                                       "mtls.extraPolicies[0].matchLabels.ray\\.io/cluster=meshray",
+                                       "mtls.extraPolicies[0].mode=DISABLE"), "meshray",
+     ("mtls.extraPolicies[0]", '"legacy"', "DISABLE", "selects the Ray pods")),
+    # ingress/_validate.tpl
+    ("client-ingress-not-nginx", ("rayTls.enabled=true", "ingress.client.enabled=true",
+                                  "ingress.client.host=ray.example.com",
+                                  "ingress.client.className=traefik"), "meshray",
+     ("ingress.client.className", '"traefik"', "ssl-passthrough")),
+    ("client-and-dashboard-one-host", ("rayTls.enabled=true", "ingress.client.enabled=true",
+                                       "ingress.client.host=ray.example.com",
+                                       "ingress.dashboard.enabled=true",
+                                       "ingress.dashboard.host=ray.example.com",
+                                       "ingress.dashboard.acknowledgeUnauthenticated=true"),
+     "meshray", ("ingress.client.host", '"ray.example.com"', "two hosts")),
+    ("dashboard-auth-not-nginx", ("ingress.dashboard.enabled=true",
+                                  "ingress.dashboard.host=ray.example.com",
+                                  "ingress.dashboard.className=traefik",
+                                  "ingress.dashboard.auth.type=basic",
+                                  "ingress.dashboard.auth.basicSecretName=auth"), "meshray",
+     ("ingress.dashboard.auth.type", '"basic"', '"traefik"', "public")),
+    ("nginx-auth-annotation-other-class", (
+        "ingress.dashboard.enabled=true", "ingress.dashboard.host=ray.example.com",
+        "ingress.dashboard.className=traefik", "ingress.dashboard.acknowledgeUnauthenticated=true",
+        "ingress.dashboard.annotations.nginx\\.ingress\\.kubernetes\\.io/auth-url=http://a"),
+     "meshray", ("ingress.dashboard.annotations", "nginx.ingress.kubernetes.io/auth-url",
+                 '"traefik"')),
+    # gateway/_validate.tpl
+    ("gateway-two-routes-one-host", (*GW_ON, "gateway.acknowledgeUnauthenticated=true",
+                                     "gateway.routes.dashboard.enabled=true",
+                                     "gateway.routes.dashboard.host=serve.example.com"),
+     "meshray", ("gateway.routes.serve.host", '"serve.example.com"', "gateway.routes.dashboard")),
+    ("gateway-http-https-one-port", (*GW_ON, "gateway.https.enabled=true",
+                                     "gateway.https.credentialName=tls",
+                                     "gateway.https.port=80"), "meshray",
+     ("gateway.https.port", "80", "one port")),
+    # cluster/_validate.tpl
+    ("worker-address", ("workerDefaults.rayStartParams.address=ray-head:6379",), "meshray",
+     ("workerDefaults.rayStartParams.address", '"ray-head:6379"', "KubeRay sets")),
 ]
 
 
@@ -155,8 +226,11 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_values_fail_with_key_and_value(set_values: tuple[str, ...], release: str,
                                             expected: tuple[str, ...]) -> None:
+    strings = tuple(v.removeprefix("string:") for v in set_values if v.startswith("string:"))
+    plain = tuple(v for v in set_values if not v.startswith("string:"))
     with pytest.raises(RenderError) as err:
-        render(RenderRequest(set_values=set_values, release=release, chart=CHART))
+        render(RenderRequest(set_values=plain, set_string_values=strings, release=release,
+                             chart=CHART))
     for text in expected:
         assert text in err.value.message, (text, err.value.message)
     assert "execution error" not in err.value.message  # the helm noise is stripped
@@ -224,7 +298,8 @@ SEVERAL_MISTAKES: dict[str, object] = {
     "gateway": {"enabled": True},
 }
 SEVERAL_MESSAGES = [
-    'the release name (clusterName is empty): "9lives-meshray" is not a DNS-1035 label',
+    'clusterName: empty, so the release name "9lives" names the cluster: "9lives-meshray" is '
+    'not a DNS-1035 label',
     "ports.workerPortList: port 12000 is listed twice",
     "ports.objectManager: port 6380 is already used by ports.nodeManager",
     'head.rayStartParams.node-ip-address: "10.0.0.1" overrides a port the chart pins',

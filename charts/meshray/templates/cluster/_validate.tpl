@@ -10,7 +10,15 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- $v := .ctx.Values -}}
 {{- $problems := list -}}
 {{- $cluster := include "meshray.clusterName" .ctx -}}
-{{- $nameKey := ternary "clusterName" "the release name (clusterName is empty)" (ne $v.clusterName "") -}}
+{{- $nameKey := "clusterName" -}}
+{{- if not $v.clusterName -}}
+{{- $nameKey = printf "clusterName: empty, so the release name %q names the cluster" .ctx.Release.Name -}}
+{{- if $v.fullnameOverride -}}
+{{- $nameKey = "fullnameOverride" -}}
+{{- else if $v.nameOverride -}}
+{{- $nameKey = printf "nameOverride: %q with the release name %q (clusterName is empty) gives the cluster name" $v.nameOverride .ctx.Release.Name -}}
+{{- end -}}
+{{- end -}}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $cluster) -}}
 {{- $problems = append $problems (printf "%s: %q is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter): the RayCluster and its Services are named after it" $nameKey $cluster) -}}
 {{- end -}}
@@ -80,17 +88,21 @@ the workerPorts family's). */}}
 {{- $owned := list "port" "dashboard-port" "ray-client-server-port" "node-manager-port" "object-manager-port" "runtime-env-agent-port" "dashboard-agent-grpc-port" "dashboard-agent-listen-port" "metrics-export-port" "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
 {{- range .model.groupSources -}}
 {{- $key := printf "%s.rayStartParams" .key -}}
-{{- range $flag, $val := (.v.rayStartParams | default dict) -}}
+{{- range $given, $val := (.v.rayStartParams | default dict) -}}
+{{- /* ray start reads --object-manager-port, object_manager_port and OBJECT-MANAGER-PORT alike */ -}}
+{{- $flag := $given | trimPrefix "-" | trimPrefix "-" | replace "_" "-" | lower -}}
 {{- if eq $flag "gcs-server-port" -}}
-{{- $problems = append $problems (printf "%s.gcs-server-port: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key $given (toString $val) $v.ray.version) -}}
 {{- else if eq $flag "dashboard-grpc-port" -}}
 {{- if semverCompare ">=2.48.0-0" $v.ray.version -}}
-{{- $problems = append $problems (printf "%s.dashboard-grpc-port: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key $given (toString $val) $v.ray.version) -}}
 {{- else -}}
-{{- $problems = append $problems (printf "%s.dashboard-grpc-port: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key $given (toString $val) $v.ray.version) -}}
 {{- end -}}
+{{- else if eq $flag "address" -}}
+{{- $problems = append $problems (printf "%s.%s: %q: KubeRay sets the workers' GCS address from the head Service itself; remove it" $key $given (toString $val)) -}}
 {{- else if has $flag $owned -}}
-{{- $problems = append $problems (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $flag (toString $val)) -}}
+{{- $problems = append $problems (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $given (toString $val)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -48,6 +48,20 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- if and $guarded (not $gw.auth.jwtIssuer) (not $v.rayAuth.enabled) (not $gw.acknowledgeUnauthenticated) -}}
 {{- $problems = append $problems "gateway.auth.jwtIssuer: \"\": the dashboard, Jobs API and Ray Client execute arbitrary code for whoever reaches them (CVE-2023-48022). Set gateway.auth.jwtIssuer and jwksUri, or rayAuth.enabled=true, or gateway.acknowledgeUnauthenticated=true if something else guards them" -}}
 {{- end -}}
+{{- $hosts := dict -}}
+{{- range $route := list "dashboard" "serve" "client" -}}
+{{- $rv := get $r $route -}}
+{{- if and $rv.enabled $rv.host -}}
+{{- if hasKey $hosts $rv.host -}}
+{{- $problems = append $problems (printf "gateway.routes.%s.host: %q is also the host of gateway.routes.%s; each route needs a host of its own (one VirtualService per host)" $route $rv.host (get $hosts $rv.host)) -}}
+{{- else -}}
+{{- $_ := set $hosts $rv.host $route -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $gw.existingGateway) $gw.http.enabled $gw.https.enabled (eq (int $gw.http.port) (int $gw.https.port)) -}}
+{{- $problems = append $problems (printf "gateway.https.port: %d is also gateway.http.port; a Gateway cannot serve HTTP and HTTPS on one port" (int $gw.https.port)) -}}
+{{- end -}}
 {{- if and $gw.auth.jwtIssuer (not $gw.auth.jwksUri) -}}
 {{- $problems = append $problems (printf "gateway.auth.jwksUri: \"\": gateway.auth.jwtIssuer=%q needs the issuer's JWKS URI" $gw.auth.jwtIssuer) -}}
 {{- end -}}

@@ -11,7 +11,7 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- $problems := list -}}
 {{- if and $mtls.enabled $mtls.portLevelMtls -}}
 {{- if eq $mtls.scope "namespace" -}}
-{{- $problems = append $problems "mtls.portLevelMtls: Istio applies port-level mTLS only to policies with a workload selector; use mtls.scope=cluster or drop the exceptions" -}}
+{{- $problems = append $problems "mtls.portLevelMtls: Istio applies port-level mTLS only to policies with a workload selector, and mtls.scope \"namespace\" has none; use mtls.scope=cluster or drop the exceptions" -}}
 {{- end -}}
 {{- $podPorts := dict -}}
 {{- range .model.ports -}}
