@@ -42,3 +42,92 @@ class Mesh:
         )
         assert res.returncode == 0, res.stderr
         return dict(json.loads(res.stdout))
+
+
+# ---- outbound: what a sidecar does with a connection to <ip>:<port> (addressed by host) ----------
+TLS_SOCKET = "envoy.transport_sockets.tls"
+
+
+def _domain_rank(domain: str, host: str) -> int | None:
+    """Envoy's virtual host domain match: exact beats suffix wildcards (longer first), which
+    beat prefix wildcards, which beat `*`. None: no match."""
+    host = host.lower()
+    domain = domain.lower()
+    if domain == host:
+        return 10**6
+    if domain == "*":
+        return 0
+    if domain.startswith("*") and host.endswith(domain[1:]) and len(host) > len(domain) - 1:
+        return 10**3 + len(domain)
+    if domain.endswith("*") and host.startswith(domain[:-1]) and len(host) > len(domain) - 1:
+        return len(domain)
+    return None
+
+
+def route_cluster(route_config: dict[str, Any], host: str) -> str | None:
+    """The cluster the route configuration sends a request for `host` to (first route of the
+    best-matching virtual host; Istio's outbound routes ignore the port in host matching)."""
+    best: tuple[int, dict[str, Any]] | None = None
+    for vh in route_config.get("virtualHosts") or []:
+        for d in vh.get("domains") or []:
+            rank = _domain_rank(d, host)
+            if rank is not None and (best is None or rank > best[0]):
+                best = (rank, vh)
+    if best is None:
+        return None
+    route = (best[1].get("routes") or [{}])[0].get("route") or {}
+    return route.get("cluster")
+
+
+def cluster_kind(cluster: dict[str, Any]) -> str:
+    opts = (cluster.get("typedExtensionProtocolOptions") or {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ) or {}
+    return "grpc" if "http2ProtocolOptions" in (opts.get("explicitHttpConfig") or {}) else "http"
+
+
+def istio_mtls(cluster: dict[str, Any]) -> bool:
+    """The cluster originates Istio mutual TLS: a TLS transport socket with a client
+    certificate and Istio's ALPN."""
+    ts = cluster.get("transportSocket") or {}
+    if ts.get("name") != TLS_SOCKET:
+        return False
+    common = (ts.get("typedConfig") or {}).get("commonTlsContext") or {}
+    return "istio" in (common.get("alpnProtocols") or []) and bool(
+        common.get("tlsCertificateSdsSecretConfigs")
+    )
+
+
+def outbound(dump: dict[str, Any], ip: str, port: int, host: str) -> dict[str, Any]:
+    """What the sidecar of `dump` does with a plaintext HTTP/2 (h2c) connection a Ray process
+    opens to ip:port with `host` as :authority: the listener Envoy picks (<ip>_<port> before
+    0.0.0.0_<port>; none: virtualOutbound's passthrough), its filter chain, the cluster, and
+    whether that cluster speaks L7 (kind http/grpc) and originates Istio mTLS."""
+    listeners = {li["name"]: li for li in dump["listeners"]}
+    clusters = {c["name"]: c for c in dump["clusters"]}
+    routes = {r["name"]: r for r in dump["routes"]}
+    li = listeners.get(f"{ip}_{port}") or listeners.get(f"0.0.0.0_{port}")
+    if li is None:
+        return {"listener": "virtualOutbound", "kind": "passthrough", "cluster": None,
+                "mtls": False}
+    for fc in li.get("filterChains") or []:
+        m = fc.get("filterChainMatch") or {}
+        if m.get("transportProtocol", "raw_buffer") != "raw_buffer":
+            continue
+        if m.get("applicationProtocols") and "h2c" not in m["applicationProtocols"]:
+            continue
+        if m.get("prefixRanges") and ip not in {r.get("addressPrefix") for r in m["prefixRanges"]}:
+            continue
+        last = fc["filters"][-1]
+        cfg = last.get("typedConfig") or {}
+        if last["name"] == "envoy.filters.network.http_connection_manager":
+            name = (cfg.get("rds") or {}).get("routeConfigName")
+            rc = routes.get(name) if name else cfg.get("routeConfig")
+            cname = route_cluster(rc or {}, host)
+            c = clusters.get(cname or "", {})
+            kind = cluster_kind(c) if c else "none"
+        else:
+            cname, kind = cfg.get("cluster"), "tcp"
+            c = clusters.get(cname or "", {})
+        return {"listener": li["name"], "kind": kind, "cluster": cname, "mtls": istio_mtls(c)}
+    return {"listener": li["name"], "kind": "none", "cluster": None, "mtls": False}
