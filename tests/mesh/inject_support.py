@@ -154,3 +154,71 @@ def describe(pod: dict[str, Any]) -> str:
     init = ", ".join(fmt(c) for c in containers(pod, "initContainers")) or "-"
     main = ", ".join(fmt(c) for c in containers(pod, "containers"))
     return f"init: {init} | containers: {main}" + (" (held)" if hold(pod) else "")
+
+
+# ---- istiod's own injection webhook (ControlPlane.start_istiod(injection=...)) ------------------
+def injection_dir(inj: Injector, d: Path) -> Path:
+    """The files istiod reads its injector from (./var/lib/istio/inject/{config,values})."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config").write_text(inj.config.read_text())
+    (d / "values").write_text(inj.values.read_text())
+    return d
+
+
+def _pointer(doc: Any, path: str) -> tuple[Any, str]:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+    for p in parts[:-1]:
+        doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+    return doc, parts[-1]
+
+
+def apply_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 add/replace/remove, the operations Istio's webhook answers with."""
+    out = json.loads(json.dumps(doc))
+    for op in ops:
+        parent, key = _pointer(out, op["path"])
+        if isinstance(parent, list):
+            i = len(parent) if key == "-" else int(key)
+            if op["op"] == "add":
+                parent.insert(i, op["value"])
+            elif op["op"] == "replace":
+                parent[i] = op["value"]
+            else:
+                del parent[i]
+        elif op["op"] == "remove":
+            del parent[key]
+        else:
+            parent[key] = op["value"]
+    return out
+
+
+def webhook_inject(https: str, ca: Path, pod: dict[str, Any]) -> dict[str, Any]:
+    """The Pod as istiod's injection webhook patches it (AdmissionReview v1, CREATE); `ca`
+    signed istiod's serving certificate."""
+    import base64
+    import ssl
+    import urllib.request
+
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "meshray",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": pod["metadata"].get("namespace", "default"),
+            "operation": "CREATE",
+            "object": pod,
+        },
+    }
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(
+        f"{https}/inject",
+        data=json.dumps(review).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        resp = json.loads(r.read())["response"]
+    assert resp.get("allowed"), resp
+    patch = json.loads(base64.b64decode(resp["patch"])) if resp.get("patch") else []
+    return apply_patch(pod, patch)

@@ -16,14 +16,21 @@ without istio-cni. The facts are read from the injected Pods' structure:
   both ways), istio-proxy is an init container with `restartPolicy: Always` and a startup probe,
   after istio-init and before `wait-gcs-ready`: the init container's traffic goes through it.
 
+istiod's default ENABLE_NATIVE_SIDECARS=auto is decided by the webhook from the Nodes, which
+kube-inject offline cannot see: istiod itself serves its injection webhook here (same injector
+config) and gets the operator's Pods as AdmissionReviews while the one Node reports kubelet
+versions below and above 1.33.
+
 Negative controls: a Pod the injector skips has no proxy; moving `wait-gcs-ready` ahead of the
-proxy or dropping the proxy's restartPolicy by hand makes the checks report it.
+proxy or dropping the proxy's restartPolicy by hand makes the checks report it; a kubelet below
+1.33 (or none reported) gets no native sidecar from auto.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +38,7 @@ from typing import Any
 
 import pytest
 from cases import value_args
-from controlplane import with_operator
+from controlplane import NODE_NAME, with_operator
 from inject_support import (
     PROXY,
     Injector,
@@ -39,12 +46,14 @@ from inject_support import (
     describe,
     hold,
     inject,
+    injection_dir,
     injector,
     names,
     native,
     pod_manifest,
     proxy,
     runs_before_proxy,
+    webhook_inject,
 )
 from kube import CHART, HELMS, Helm, ray_pods, wait_for
 from kubernetes import client
@@ -299,3 +308,47 @@ def test_container_order_table(
     with capsys.disabled():
         print(f"\nKubeRay {operator_pods.version}:\n{table}")
     assert len(rows) == 2 + len(INJECTION) * len(RELEASES) * 3
+
+
+@pytest.fixture(scope="module")
+def webhook(istio: dict[str, Injector], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """istiod itself serving its injection webhook (the same injector config), against a
+    control plane whose one Node reports the kubelet version a test sets."""
+    cp = with_operator(CACHE / f"webhook-{os.getpid()}", None)
+    cp.start()
+    try:
+        cp.start_istiod(injection=injection_dir(istio["default"], tmp_path_factory.mktemp("wh")))
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.mark.parametrize(
+    ("kubelet", "release", "expect_native"),
+    [
+        ("", "defaults", False),  # no version: auto cannot tell, so not native
+        ("v1.32.9", "defaults", False),
+        ("v1.33.0", "defaults", True),
+        ("v1.34.4", "defaults", True),
+        ("v1.34.4", "notnative", False),  # the annotation wins over auto
+        ("v1.32.9", "native", True),
+    ],
+)
+def test_istiod_auto_decides_native_sidecars_from_the_nodes_kubelet(
+    operator_pods: OperatorPods, webhook: Any, kubelet: str, release: str, expect_native: bool
+) -> None:
+    """istiod's default ENABLE_NATIVE_SIDECARS=auto, which kube-inject cannot show offline:
+    the webhook makes istio-proxy native when every Node's kubelet is 1.33 or later."""
+    core = client.CoreV1Api(webhook.api_client())
+    core.patch_node_status(NODE_NAME, {"status": {"nodeInfo": {"kubeletVersion": kubelet}}})
+    # istiod reads Nodes from its informer: ask until the answer matches or 15 s have passed.
+    deadline = time.monotonic() + 15
+    while True:
+        pod = webhook_inject(
+            webhook.istiod_https, webhook.certs / "ca.crt", operator_pods.pod("on", release)
+        )
+        if native(pod) == expect_native or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert native(pod) == expect_native, describe(pod)
+    assert runs_before_proxy(pod, WAIT) != expect_native, describe(pod)

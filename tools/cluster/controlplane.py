@@ -431,10 +431,13 @@ class ControlPlane:
         )
 
     # ---- istiod --------------------------------------------------------------------------
-    def start_istiod(self, timeout: float = 90.0) -> str:
+    def start_istiod(self, timeout: float = 90.0, injection: Path | None = None) -> str:
         """Start istiod (pilot-discovery built from the pinned Istio module) out of cluster
         against this API server; every listener on loopback. Returns the plaintext xDS
-        address. Needs the Istio CRDs (extra_crds) and makes the istio-system namespace."""
+        address. Needs the Istio CRDs (extra_crds) and makes the istio-system namespace.
+        With ``injection`` (a directory with the injector's `config` and `values`), istiod also
+        serves its sidecar injection webhook at ``istiod_https``/inject, with the API server's
+        serving certificate (localhost, 127.0.0.1)."""
         from kubernetes import client
 
         core = client.CoreV1Api(self.api_client())
@@ -447,7 +450,18 @@ class ControlPlane:
             "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"
         )
         (mesh.parent / "networks.yaml").write_text("networks: {}\n")
-        grpc, http, monitoring = free_port(), free_port(), free_port()
+        grpc, http, monitoring, https = free_port(), free_port(), free_port(), free_port()
+        tls: list[str] = []
+        if injection is not None:
+            inject_dir = self.workdir / "var" / "lib" / "istio" / "inject"  # istiod's default
+            inject_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("config", "values"):
+                shutil.copyfile(injection / name, inject_dir / name)
+            tls = [
+                f"--tlsCertFile={self.certs / 'apiserver.crt'}",
+                f"--tlsKeyFile={self.certs / 'apiserver.key'}",
+                f"--caCertFile={self.certs / 'ca.crt'}",
+            ]
         p = self._spawn(
             "istiod",
             [
@@ -458,11 +472,12 @@ class ControlPlane:
                 f"--networksConfig={mesh.parent / 'networks.yaml'}",
                 f"--grpcAddr=127.0.0.1:{grpc}",
                 f"--httpAddr=127.0.0.1:{http}",
-                f"--httpsAddr=127.0.0.1:{free_port()}",
+                f"--httpsAddr=127.0.0.1:{https}",
                 f"--secureGRPCAddr=127.0.0.1:{free_port()}",
                 f"--monitoringAddr=127.0.0.1:{monitoring}",
                 "--profile=false",
                 "--log_output_level=default:warn",
+                *tls,
             ],
             env={
                 "POD_NAMESPACE": "istio-system",
@@ -477,6 +492,7 @@ class ControlPlane:
         )
         self._wait("istiod /ready", lambda: _http_ok(f"http://127.0.0.1:{http}/ready"), timeout, p)
         self.istiod_debug = f"http://127.0.0.1:{http}"
+        self.istiod_https = f"https://127.0.0.1:{https}"
         return f"127.0.0.1:{grpc}"
 
     # ---- stop ----------------------------------------------------------------------------
