@@ -6,8 +6,9 @@ only when every endpoint is an injected workload (label `security.istio.io/tlsMo
 model.PushContext.BestEffortInferServiceMTLSMode). The local cluster runs no injection webhook,
 so the Pods are made as injected Pods are born: with the labels Istio's real injector adds
 (inject_support.py, on the chart's own pod templates) set in the chart's pod labels. A label
-patched onto a running Pod is not enough: istiod updates the endpoints but keeps the cluster's
-TLS as it was until its next full push.
+patched onto a running Pod was not enough when this suite was built: istiod's endpoints carried
+it, its clusters still had no TLS 20 s later (the service's mTLS mode is computed when istiod
+rebuilds its push context, not on an endpoint update).
 
 For every port each peer's `ray start` listens on (head and another worker), the worker's
 sidecar must route an h2c connection to <peer IP>:<port> with the peer's FQDN as :authority to
