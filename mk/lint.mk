@@ -188,3 +188,9 @@ lint-ecosystem: lint-setup
 
 lint-helm3-suite: lint-setup
 	MESHRAY_HELM=$(HELM3) $(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: passthrough-schema
+passthrough-schema: venv lint-schemas ## regenerate values.schema.yamale's pod-spec block from Kubernetes' definitions
+	$(PY) $(ECO)/passthrough_schema.py --schemas $(SCHEMAS) $(CHART)/values.schema.yamale
+	$(VENV)/bin/meshray schema
+	$(VENV)/bin/meshray docs

@@ -23,13 +23,20 @@ from kube import CHART, HELMS, REPO, Cluster, Helm
 from test_render_failures import CASES
 
 # (id, helm args, substrings of the server's refusal). Quantities with a space, invalid label
-# and annotation keys and env entries without a name were here too: the values schema refuses
-# them now (tests/fixtures/values-corpus/bad/podspec, names, env).
+# and annotation keys, env entries without a name and a string runAsUser were here too: the
+# values schema refuses them now (tests/fixtures/values-corpus/bad/), the pod-spec fields from
+# Kubernetes' own definitions (tools/ecosystem/passthrough_schema.py).
 SERVER_ONLY: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
-        "security-context-type",
-        ("--set", "head.securityContext.runAsUser=abc"),
-        ("securityContext.runAsUser", "must be of type integer"),
+        "requests-above-limits",
+        ("--set", "head.resources.requests.memory=4Gi",
+         "--set", "head.resources.limits.memory=2Gi"),
+        ("resources.requests", "must be less than or equal to memory limit"),
+    ),
+    (
+        "label-value-too-long",
+        ("--set", "head.labels.owner=" + "o" * 64),
+        ("metadata.labels", "must be no more than 63 characters"),
     ),
 ]
 
