@@ -18,6 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from authz_support import (
+    GATEWAY,
+    LISTED_BY,
+    LISTS,
+    PROMETHEUS,
+    SUBMITTER,
+    USER_FACING,
+    expected,
+)
 from chart_support import REPO, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
@@ -25,29 +34,6 @@ EXAMPLES = sorted((REPO / "values-examples").glob("*.yaml"))
 CASES: list[Path | None] = [None, *EXAMPLES]
 IDS = ["defaults", *(p.stem for p in EXAMPLES)]
 RAY_CONTAINERS = {"ray-head", "ray-worker", "ray-tls"}
-SUBMITTER = "cluster.local/ns/jobs/sa/submitter"
-NOTEBOOK = "cluster.local/ns/users/sa/notebook"
-PROMETHEUS = "cluster.local/ns/monitoring/sa/prometheus"
-FRONTEND = "cluster.local/ns/web/sa/frontend"
-GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-LISTS = (
-    "serve.enabled=true",
-    f"mesh.authorizationPolicy.dashboardPrincipals={{{SUBMITTER}}}",
-    f"mesh.authorizationPolicy.clientPrincipals={{{NOTEBOOK}}}",
-    f"mesh.authorizationPolicy.metricsPrincipals={{{PROMETHEUS}}}",
-    f"mesh.authorizationPolicy.servePrincipals={{{FRONTEND}}}",
-)
-# What opens a port (a `ray start` flag or env var, REFERENCE §1) -> who the values list for it.
-LISTED_BY = {
-    "dashboard-port": SUBMITTER,
-    "ray-client-server-port": NOTEBOOK,
-    "metrics-export-port": PROMETHEUS,
-    "AUTOSCALER_METRIC_PORT": PROMETHEUS,
-    "DASHBOARD_METRIC_PORT": PROMETHEUS,
-    "RAY_SERVE_DEFAULT_HTTP_PORT": FRONTEND,
-    "RAY_SERVE_DEFAULT_GRPC_PORT": FRONTEND,
-}
-USER_FACING = {"dashboard-port", "ray-client-server-port"}
 PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "node-manager-port",
               "object-manager-port", "runtime-env-agent-port", "dashboard-agent-grpc-port",
               "dashboard-agent-listen-port", "metrics-export-port", "dashboard-grpc-port")
@@ -241,11 +227,6 @@ def admitted(policies: list[dict[str, Any]], labels: dict[str, str], port: int) 
             for s in sources:
                 out |= set(s.get("principals", []))
     return out
-
-
-def expected(ports: dict[int, str], own: str, listed: dict[str, str]) -> dict[int, set[str]]:
-    return {p: ({own} if o not in USER_FACING else set()) | ({listed[o]} if o in listed else set())
-            for p, o in ports.items()}
 
 
 def check_policy(docs: list[dict[str, Any]], ns: str, listed: dict[str, str],

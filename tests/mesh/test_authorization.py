@@ -24,6 +24,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from authz_support import (
+    FRONTEND,
+    GATEWAY,
+    LISTED_BY,
+    LISTS,
+    NOTEBOOK,
+    PROMETHEUS,
+    SUBMITTER,
+    USER_FACING,
+    expected,
+)
 from kube import HELMS, Helm
 from kubernetes import client
 from podcmd import listening_ports, ray_start
@@ -33,29 +44,6 @@ from xds_support import Mesh
 HTTP_RBAC = "envoy.filters.http.rbac"
 NET_RBAC = "envoy.filters.network.rbac"
 HCM = "envoy.filters.network.http_connection_manager"
-SUBMITTER = "cluster.local/ns/jobs/sa/submitter"
-CLIENT = "cluster.local/ns/users/sa/notebook"
-PROMETHEUS = "cluster.local/ns/monitoring/sa/prometheus"
-FRONTEND = "cluster.local/ns/web/sa/frontend"
-GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-LISTS = (
-    "serve.enabled=true",
-    f"mesh.authorizationPolicy.dashboardPrincipals={{{SUBMITTER}}}",
-    f"mesh.authorizationPolicy.clientPrincipals={{{CLIENT}}}",
-    f"mesh.authorizationPolicy.metricsPrincipals={{{PROMETHEUS}}}",
-    f"mesh.authorizationPolicy.servePrincipals={{{FRONTEND}}}",
-)
-# Which list admits a port, by what opens it in `ray start` (REFERENCE §1).
-LISTED_BY = {
-    "dashboard-port": SUBMITTER,
-    "ray-client-server-port": CLIENT,
-    "metrics-export-port": PROMETHEUS,
-    "AUTOSCALER_METRIC_PORT": PROMETHEUS,
-    "DASHBOARD_METRIC_PORT": PROMETHEUS,
-    "RAY_SERVE_DEFAULT_HTTP_PORT": FRONTEND,
-    "RAY_SERVE_DEFAULT_GRPC_PORT": FRONTEND,
-}
-USER_FACING = {"dashboard-port", "ray-client-server-port"}
 
 
 def sets(*pairs: str) -> tuple[str, ...]:
@@ -80,35 +68,42 @@ def string_match(m: dict[str, Any], s: str) -> bool:
     raise AssertionError(f"unknown string matcher {m}")
 
 
-def permission_admits(perm: dict[str, Any], port: int) -> bool:
-    if perm.get("any"):
+def tree_admits(node: dict[str, Any], leaf: Callable[[dict[str, Any]], bool | None],
+                kinds: tuple[str, str, str, str]) -> bool:
+    """Envoy's RBAC matcher trees (permissions and principals have the same shape): `any`,
+    or/and lists, a negation, and leaves `leaf` decides (None: not a leaf it knows)."""
+    or_, and_, items, not_ = kinds
+    if node.get("any"):
         return True
-    if "destinationPort" in perm:
-        return int(perm["destinationPort"]) == port
-    if "destinationPortRange" in perm:
-        r = perm["destinationPortRange"]
-        return int(r["start"]) <= port < int(r["end"])
-    if "orRules" in perm:
-        return any(permission_admits(p, port) for p in perm["orRules"]["rules"])
-    if "andRules" in perm:
-        return all(permission_admits(p, port) for p in perm["andRules"]["rules"])
-    if "notRule" in perm:
-        return not permission_admits(perm["notRule"], port)
-    raise AssertionError(f"a permission that is not about ports: {perm}")
+    if or_ in node:
+        return any(tree_admits(n, leaf, kinds) for n in node[or_][items])
+    if and_ in node:
+        return all(tree_admits(n, leaf, kinds) for n in node[and_][items])
+    if not_ in node:
+        return not tree_admits(node[not_], leaf, kinds)
+    decided = leaf(node)
+    if decided is None:
+        raise AssertionError(f"an RBAC matcher this test does not read: {node}")
+    return decided
+
+
+def permission_admits(perm: dict[str, Any], port: int) -> bool:
+    def leaf(node: dict[str, Any]) -> bool | None:
+        if "destinationPort" in node:
+            return int(node["destinationPort"]) == port
+        if "destinationPortRange" in node:
+            r = node["destinationPortRange"]
+            return int(r["start"]) <= port < int(r["end"])
+        return None
+    return tree_admits(perm, leaf, ("orRules", "andRules", "rules", "notRule"))
 
 
 def principal_admits(pid: dict[str, Any], spiffe: str) -> bool:
-    if pid.get("any"):
-        return True
-    if "authenticated" in pid:
-        return string_match(pid["authenticated"]["principalName"], spiffe)
-    if "orIds" in pid:
-        return any(principal_admits(p, spiffe) for p in pid["orIds"]["ids"])
-    if "andIds" in pid:
-        return all(principal_admits(p, spiffe) for p in pid["andIds"]["ids"])
-    if "notId" in pid:
-        return not principal_admits(pid["notId"], spiffe)
-    raise AssertionError(f"a principal that is not an mTLS identity: {pid}")
+    def leaf(node: dict[str, Any]) -> bool | None:
+        if "authenticated" in node:
+            return string_match(node["authenticated"]["principalName"], spiffe)
+        return None
+    return tree_admits(pid, leaf, ("orIds", "andIds", "ids", "notId"))
 
 
 def exact_principals(pid: dict[str, Any]) -> set[str]:
@@ -177,18 +172,6 @@ def admits(fcs: list[dict[str, Any]], port: int, principal: str) -> bool:
 # --- the oracle ------------------------------------------------------------------------------
 
 
-def expected(ports: dict[int, str], own: str, listed: dict[str, str]) -> dict[int, set[str]]:
-    """What the values say, per port the Pod listens on: its own service account unless the
-    port is the dashboard or the Ray Client, plus the listed principal for its kind."""
-    out: dict[int, set[str]] = {}
-    for port, opener in ports.items():
-        names = set() if opener in USER_FACING else {own}
-        if opener in listed:
-            names.add(listed[opener])
-        out[port] = names
-    return out
-
-
 def own_principal(pod: Any) -> str:
     return f"cluster.local/ns/{pod.metadata.namespace}/sa/{pod.spec.service_account_name}"
 
@@ -234,7 +217,7 @@ def test_istiod_admits_each_port_exactly_the_principals_values_list(mesh: Mesh) 
         assert own == f"cluster.local/ns/{ns}/sa/m-meshray-ray"
         for port, opener in r["ports"].items():
             # Envoy's decision, identity by identity, matches what the filters name.
-            for who in (own, SUBMITTER, CLIENT, PROMETHEUS, FRONTEND):
+            for who in (own, SUBMITTER, NOTEBOOK, PROMETHEUS, FRONTEND):
                 assert admits(r["chains"][port], port, who) == (who in r["want"][port]), (
                     role, port, opener, who)
             # A workload of the mesh nobody listed, in this namespace or another: nowhere.
@@ -244,7 +227,7 @@ def test_istiod_admits_each_port_exactly_the_principals_values_list(mesh: Mesh) 
     by_opener = {o: p for p, o in head["ports"].items()}
     # the evidence, in words: the dashboard and client are closed to the cluster itself
     assert head["got"][by_opener["dashboard-port"]] == {SUBMITTER}
-    assert head["got"][by_opener["ray-client-server-port"]] == {CLIENT}
+    assert head["got"][by_opener["ray-client-server-port"]] == {NOTEBOOK}
     assert head["got"][by_opener["port"]] == {own_principal(head["pod"])}
     assert head["got"][by_opener["metrics-export-port"]] == {own_principal(head["pod"]),
                                                               PROMETHEUS}
