@@ -149,7 +149,7 @@ def describe(pod: dict[str, Any]) -> str:
     """`init: a, b (Always) | containers: c, d (held)` for the docs' tables."""
 
     def fmt(c: dict[str, Any]) -> str:
-        return c["name"] + (f" ({c['restartPolicy']})" if c.get("restartPolicy") else "")
+        return str(c["name"]) + (f" ({c['restartPolicy']})" if c.get("restartPolicy") else "")
 
     init = ", ".join(fmt(c) for c in containers(pod, "initContainers")) or "-"
     main = ", ".join(fmt(c) for c in containers(pod, "containers"))
@@ -174,7 +174,7 @@ def _pointer(doc: Any, path: str) -> tuple[Any, str]:
 
 def apply_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     """RFC 6902 add/replace/remove, the operations Istio's webhook answers with."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     for op in ops:
         parent, key = _pointer(out, op["path"])
         if isinstance(parent, list):

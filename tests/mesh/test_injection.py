@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,14 @@ class OperatorPods:
         return copy.deepcopy(self.pods[(injection, release, role)])
 
 
+def _two_pods(core: client.CoreV1Api, ns: str) -> Callable[[], list[Any] | None]:
+    def head_and_worker() -> list[Any] | None:
+        pods = ray_pods(core, ns)
+        return pods if len(pods) == 2 else None
+
+    return head_and_worker
+
+
 @pytest.fixture(scope="module", params=OPERATORS)
 def operator_pods(request: pytest.FixtureRequest) -> Iterator[OperatorPods]:
     """The Pods the real operator makes from each release, with its init container injection
@@ -133,11 +141,7 @@ def operator_pods(request: pytest.FixtureRequest) -> Iterator[OperatorPods]:
                     *value_args("defaults", version),
                     *args,
                 )
-                live = wait_for(
-                    f"head and worker Pods in {ns}",
-                    lambda ns=ns: p if len(p := ray_pods(core, ns)) == 2 else None,
-                    timeout=60,
-                )
+                live = wait_for(f"head and worker Pods in {ns}", _two_pods(core, ns), timeout=60)
                 for p in live:
                     role = p.metadata.labels["ray.io/node-type"]
                     pods[(injection, release, role)] = pod_manifest(api, p)
