@@ -56,11 +56,22 @@ def test_fixture_conversion(tmp_path: Path) -> None:
     assert p["groups"] == {
         "type": "object",
         "propertyNames": {"type": "string", "pattern": "^[a-z]+$"},
-        "additionalProperties": {"type": "object",
-                                 "properties": {"size": {"type": "integer", "minimum": 0}},
-                                 "required": ["size"], "additionalProperties": False}}
+        "additionalProperties": {"$ref": "#/definitions/group"}}
     assert p["tags"] == {"type": "array", "items": {"type": "integer"}, "minItems": 1}
     assert p["either"] == {"anyOf": [{"type": "integer"}, {"type": "boolean"}]}
+    # an include without descriptions inside is written once and referenced
+    assert out["definitions"] == {
+        "group": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 0}},
+                  "required": ["size"], "additionalProperties": False}}
+
+
+def test_an_include_with_descriptions_inside_stays_inline(tmp_path: Path) -> None:
+    """values.yaml describes keys by path, so an include whose keys have descriptions where
+    it is used cannot be shared: it is written out in place."""
+    out = schema_mod.to_json_schema(load_fixture(tmp_path), {"groups.*.size": "Pods."})
+    assert "definitions" not in out
+    group = out["properties"]["groups"]["additionalProperties"]
+    assert group["properties"]["size"]["description"] == "Pods."
 
 
 def test_unsupported_and_recursive_schemas_fail_cleanly(tmp_path: Path) -> None:

@@ -196,30 +196,41 @@ def _inner(node: yv.Map | yv.List, schema: ChartSchema) -> str:
 def to_json_schema(schema: ChartSchema, descriptions: Mapping[str, str] | None = None,
                    ) -> dict[str, Any]:
     """The JSON Schema helm validates values against (draft-07, so Helm 3 and 4 both read it)."""
-    body = _convert(schema.root, schema, (), descriptions or {}, ())
+    defs: dict[str, Any] = {}
+    body = _convert(schema.root, schema, (), descriptions or {}, (), defs)
     out: dict[str, Any] = {
         "$schema": JSON_SCHEMA_DRAFT,
         "title": "meshray values",
         "description": f"Generated from {YAMALE_FILE} by `meshray schema`; do not edit.",
     }
     out.update(body)
+    if defs:
+        out["definitions"] = dict(sorted(defs.items()))
     return out
 
 
 def _convert(node: Any, schema: ChartSchema, path: tuple[str, ...],
-             descriptions: Mapping[str, str], stack: tuple[str, ...]) -> dict[str, Any]:
+             descriptions: Mapping[str, str], stack: tuple[str, ...],
+             defs: dict[str, Any]) -> dict[str, Any]:
     if isinstance(node, yv.Include):
         name = node.get_name()
         if name in stack:
             raise SchemaError(f"{schema.path}: include('{name}') is recursive")
         if name not in schema.includes:
             raise SchemaError(f"{schema.path}: include('{name}') is not defined")
-        return _convert(schema.includes[name], schema, path, descriptions, (*stack, name))
+        inner = (*stack, name)
+        body = _convert(schema.includes[name], schema, path, descriptions, inner, defs)
+        # An include with no path-specific description inside is written once, under
+        # definitions, and referenced: helm compiles the schema on every render, so size counts.
+        if body == _convert(schema.includes[name], schema, path, {}, inner, {}):
+            defs.setdefault(name, body)
+            return {"$ref": f"#/definitions/{name}"}
+        return body
     if is_static_map(node):
         props: dict[str, Any] = {}
         required: list[str] = []
         for key, sub in node.items():
-            child = _convert(sub, schema, (*path, str(key)), descriptions, stack)
+            child = _convert(sub, schema, (*path, str(key)), descriptions, stack, defs)
             desc = descriptions.get(".".join((*path, str(key))))
             if desc:
                 child = {"description": desc, **child}
@@ -236,13 +247,14 @@ def _convert(node: Any, schema: ChartSchema, path: tuple[str, ...],
                           f"(at {'.'.join(path) or '<root>'}); use list(...)")
     if not isinstance(node, yv.Validator):  # pragma: no cover - yamale parses every leaf
         raise SchemaError(f"{schema.path}: cannot convert {node!r}")
-    return _validator(node, schema, path, descriptions, stack)
+    return _validator(node, schema, path, descriptions, stack, defs)
 
 
 def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
-               descriptions: Mapping[str, str], stack: tuple[str, ...]) -> dict[str, Any]:
+               descriptions: Mapping[str, str], stack: tuple[str, ...],
+               defs: dict[str, Any]) -> dict[str, Any]:
     def sub(v: Any) -> dict[str, Any]:
-        return _convert(v, schema, (*path, "*"), descriptions, stack)
+        return _convert(v, schema, (*path, "*"), descriptions, stack, defs)
 
     if isinstance(node, yv.Enum):
         return {"enum": list(node.enums)}
@@ -279,7 +291,7 @@ def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
         key = _kw(node, "key")
         if key is not None and not (isinstance(key, yv.String) and not isinstance(key, yv.Regex)
                                     and not key.kwargs):
-            out["propertyNames"] = _convert(key, schema, path, descriptions, stack)
+            out["propertyNames"] = _convert(key, schema, path, descriptions, stack, defs)
         out["additionalProperties"] = _one_of([sub(v) for v in node.validators])
         _copy(node, out, {"min": "minProperties", "max": "maxProperties"})
         return out
@@ -288,7 +300,8 @@ def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
         _copy(node, out, {"min": "minItems", "max": "maxItems"})
         return out
     if isinstance(node, yv.Any):
-        return _one_of([_convert(v, schema, path, descriptions, stack) for v in node.validators])
+        return _one_of([_convert(v, schema, path, descriptions, stack, defs)
+                        for v in node.validators])
     if isinstance(node, yv.Ip):
         return {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     raise SchemaError(f"{schema.path}: {node.get_name()}() at {'.'.join(path) or '<root>'} "
