@@ -10,10 +10,10 @@ Usage: include "meshray.labels" .
 {{- define "meshray.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/name: {{ include "meshray.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/version: {{ .Values.ray.version | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: {{ include "meshray.clusterName" . }}
+app.kubernetes.io/part-of: {{ include "meshray.clusterName" . | quote }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
@@ -24,7 +24,7 @@ Every pod of the cluster: the label KubeRay puts on each of them.
 Usage: include "meshray.selectorLabels" . | nindent N
 */}}
 {{- define "meshray.selectorLabels" -}}
-ray.io/cluster: {{ include "meshray.clusterName" . }}
+ray.io/cluster: {{ include "meshray.clusterName" . | quote }}
 {{- end -}}
 
 {{/*
@@ -53,8 +53,8 @@ Usage: include "meshray.metadata" (dict "ctx" $ "name" $n "component" "x" "wave"
                                         ["labels" $map] ["annotations" $map])
 */}}
 {{- define "meshray.metadata" -}}
-name: {{ .name }}
-namespace: {{ .ctx.Release.Namespace }}
+name: {{ .name | quote }}
+namespace: {{ .ctx.Release.Namespace | quote }}
 labels:
   {{- include "meshray.labels" .ctx | nindent 2 }}
   app.kubernetes.io/component: {{ .component }}
