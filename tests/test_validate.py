@@ -290,7 +290,7 @@ def test_several_files_render_side_by_side_and_report_in_order(
     wrapper = tmp_path / "helm"
     # the first file's helm is the slowest, so it finishes last
     wrapper.write_text(f'#!/bin/sh\necho "start $*" >> {log}\n'
-                       f'case "$*" in *first*) sleep 1;; *) sleep 0.3;; esac\n'
+                       f'case "$*" in *first*) sleep 4;; *) sleep 0.2;; esac\n'
                        f'"{real}" "$@"; rc=$?\n'
                        f'echo "end $*" >> {log}\nexit $rc\n')
     wrapper.chmod(0o755)
