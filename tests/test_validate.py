@@ -343,7 +343,9 @@ def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
     """What the cluster must provide is said apart from problems: STRICT needs the operator's
     init container injection off (tests/cluster/test_negative.py shows what the default does);
     Recreate needs KubeRay 1.6.0."""
-    assert main(["validate"]) == 0
+    not_native = tmp_path / "not-native.yaml"
+    not_native.write_text("mesh:\n  nativeSidecar: false\n")
+    assert main(["validate", str(not_native)]) == 0
     err = capsys.readouterr().err
     assert "note: mtls.mode STRICT: run the KubeRay operator with " \
            "ENABLE_INIT_CONTAINER_INJECTION=false" in err
@@ -358,15 +360,19 @@ def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
 NATIVE = 'sidecar.istio.io/nativeSidecar: "{}"'
 
 
+OFF = "mesh:\n  nativeSidecar: false\n"
+
+
 @pytest.mark.parametrize(("values", "needed"), [
-    ("", True),
-    (f"workerDefaults:\n  annotations:\n    {NATIVE.format('true')}\n", False),
-    (f"head:\n  annotations:\n    {NATIVE.format('true')}\n", True),  # workers decide
+    ("", False),  # mesh.nativeSidecar: true by default
+    (OFF, True),
+    (f"{OFF}workerDefaults:\n  annotations:\n    {NATIVE.format('true')}\n", False),
+    (f"{OFF}head:\n  annotations:\n    {NATIVE.format('true')}\n", True),  # workers decide
     (f"workerDefaults:\n  annotations:\n    {NATIVE.format('true')}\n"
      f"workerGroups:\n  a: {{}}\n  b:\n    annotations:\n      {NATIVE.format('false')}\n",
      True),
     (f"workerDefaults:\n  annotations:\n    {NATIVE.format('false')}\n", True),
-], ids=["defaults", "native-workers", "native-head-only", "one-group-not-native",
+], ids=["defaults", "knob-off", "native-workers", "native-head-only", "one-group-not-native",
         "not-native"])
 def test_init_container_prerequisite_unless_every_worker_is_native(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, needed: bool) -> None:

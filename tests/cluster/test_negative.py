@@ -90,7 +90,9 @@ def test_oracle_fails_when_the_invariant_breaks(
         assert any(expect in p for p in problems), problems
 
 
-def test_default_operator_injects_wait_gcs_ready_and_notes_say_so(cluster: Cluster) -> None:
+def test_default_operator_injects_wait_gcs_ready_and_notes_say_so(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     """The operator at its default injects `wait-gcs-ready` into worker Pods (it would start
     before istio-proxy and be refused under STRICT); the chart's NOTES name the fix."""
     env_before = dict(cluster.cp.operator_env)
@@ -99,10 +101,15 @@ def test_default_operator_injects_wait_gcs_ready_and_notes_say_so(cluster: Clust
         helm = Helm(HELMS["helm4"], cluster.kubeconfig)
         ns = "default-operator"
         sets = [a for s in OPERATOR_SETS.get(cluster.version, ()) for a in ("--set", s)]
-        res = helm.run("install", "dflt", str(helm_chart()), "-n", ns, "--create-namespace", *sets)
+        # without native sidecars (mesh.nativeSidecar=false) the NOTES ask for the operator env
+        res = helm.run("install", "dflt", str(helm_chart()), "-n", ns, "--create-namespace",
+                       "--set", "mesh.nativeSidecar=false", *sets)
         assert "ENABLE_INIT_CONTAINER_INJECTION=false" in res.stdout
+        not_native = tmp_path / "not-native.yaml"
+        not_native.write_text("mesh:\n  nativeSidecar: false\n")
         validate = subprocess.run(
-            [MESHRAY, "validate"], capture_output=True, text=True, timeout=120, check=False
+            [MESHRAY, "validate", str(not_native)], capture_output=True, text=True, timeout=120,
+            check=False,
         )
         assert "ENABLE_INIT_CONTAINER_INJECTION=false" in validate.stderr
         assert "wait-gcs-ready" in validate.stderr

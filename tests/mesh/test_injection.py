@@ -2,9 +2,11 @@
 
 For KubeRay v1.1.0 and v1.6.2, with the operator's init container injection at its default
 (on: `wait-gcs-ready` in every worker Pod) and off (ENABLE_INIT_CONTAINER_INJECTION=false), the
-chart is installed four ways (defaults; `mesh.holdApplicationUntilProxyStarts=false`; the pod
-annotation `sidecar.istio.io/nativeSidecar` "true" and "false"), and each Pod the operator made
-is handed to `istioctl kube-inject` with the injector config the pinned Istio renders
+chart is installed five ways (as shipped, which asks for a native sidecar through
+`mesh.nativeSidecar`; without it; without it and with
+`mesh.holdApplicationUntilProxyStarts=false`; the pod annotation
+`sidecar.istio.io/nativeSidecar` "true" and "false"), and each Pod the operator made is handed
+to `istioctl kube-inject` with the injector config the pinned Istio renders
 (inject_support.py), istiod's ENABLE_NATIVE_SIDECARS at its default, true and false, with and
 without istio-cni. The facts are read from the injected Pods' structure:
 
@@ -77,11 +79,15 @@ def _native_annotation(value: str) -> tuple[str, ...]:
 
 
 # Chart installs: the values a user would set.
+# "plain" is the chart without its native-sidecar annotation (mesh.nativeSidecar=false), so
+# Istio decides; "chart" is the chart as shipped (mesh.nativeSidecar=true).
+PLAIN = ("--set", "mesh.nativeSidecar=false")
 RELEASES: dict[str, tuple[str, ...]] = {
-    "defaults": (),
-    "nohold": ("--set", "mesh.holdApplicationUntilProxyStarts=false"),
+    "plain": PLAIN,
+    "nohold": (*PLAIN, "--set", "mesh.holdApplicationUntilProxyStarts=false"),
     "native": _native_annotation("true"),
     "notnative": _native_annotation("false"),
+    "chart": (),
 }
 # Istio installs: what `istioctl manifest generate --set ...` renders for the injector.
 ISTIO: dict[str, tuple[str, ...]] = {
@@ -138,7 +144,7 @@ def operator_pods(request: pytest.FixtureRequest) -> Iterator[OperatorPods]:
                     "-n",
                     ns,
                     "--create-namespace",
-                    *value_args("defaults", version),
+                    *value_args("plain", version),
                     *args,
                 )
                 live = wait_for(f"head and worker Pods in {ns}", _two_pods(core, ns), timeout=60)
@@ -170,7 +176,7 @@ def test_the_operator_adds_wait_gcs_ready_to_workers_only_by_default(
 def test_without_native_sidecars_wait_gcs_ready_runs_before_the_proxy(
     operator_pods: OperatorPods, istio: dict[str, Injector], mesh: str
 ) -> None:
-    for release in ("defaults", "nohold"):
+    for release in ("plain", "nohold"):
         pod = inject(istio[mesh], operator_pods.pod("on", release))
         found = proxy(pod)
         assert found is not None and found[0] == "containers", describe(pod)
@@ -190,10 +196,10 @@ def test_without_native_sidecars_wait_gcs_ready_runs_before_the_proxy(
 @pytest.mark.parametrize(
     ("mesh", "release"),
     [
-        ("native", "defaults"),  # istiod's ENABLE_NATIVE_SIDECARS=true
+        ("native", "plain"),  # istiod's ENABLE_NATIVE_SIDECARS=true
         ("default", "native"),  # the pod annotation, istiod at its default
         ("non-native", "native"),  # the annotation wins over ENABLE_NATIVE_SIDECARS=false
-        ("cni-native", "defaults"),
+        ("cni-native", "plain"),
         ("native", "nohold"),
     ],
 )
@@ -232,14 +238,14 @@ def test_hold_application_orders_the_regular_containers_only(
     istio-proxy first among the regular containers with a postStart wait; init containers,
     wait-gcs-ready included, still run before it."""
     for role in ("head", "worker"):
-        held = inject(istio["default"], operator_pods.pod("on", "defaults", role))
+        held = inject(istio["default"], operator_pods.pod("on", "plain", role))
         assert hold(held), describe(held)
         assert names(held, "containers")[0] == PROXY
         unheld = inject(istio["default"], operator_pods.pod("on", "nohold", role))
         assert not hold(unheld), describe(unheld)
         assert names(unheld, "containers")[-1] == PROXY
         assert hold(inject(istio["hold-values"], operator_pods.pod("on", "nohold", role)))
-    held = inject(istio["default"], operator_pods.pod("on", "defaults"))
+    held = inject(istio["default"], operator_pods.pod("on", "plain"))
     assert runs_before_proxy(held, WAIT)
 
 
@@ -260,7 +266,7 @@ def test_negative_controls(operator_pods: OperatorPods, istio: dict[str, Injecto
     assert proxy(out) is None and not native(out)
     assert runs_before_proxy(out, WAIT)
     # wait-gcs-ready moved ahead of the native proxy by hand is seen running before it.
-    pod = inject(istio["native"], operator_pods.pod("on", "defaults"))
+    pod = inject(istio["native"], operator_pods.pod("on", "plain"))
     moved = copy.deepcopy(pod)
     inits = containers(moved, "initContainers")
     moved["spec"]["initContainers"] = [c for c in inits if c["name"] == WAIT] + [
@@ -281,7 +287,7 @@ def test_what_the_injector_adds_to_the_pod_metadata(
     """The labels istiod reads to send mTLS to a peer (security.istio.io/tlsMode) come from the
     injector: the operator's Pod lacks them."""
     for role in ("head", "worker"):
-        before = operator_pods.pod("off", "defaults", role)
+        before = operator_pods.pod("off", "plain", role)
         after = inject(istio["default"], before)
         labels = before["metadata"].get("labels") or {}
         added = {k: v for k, v in after["metadata"]["labels"].items() if k not in labels}
@@ -330,10 +336,10 @@ def webhook(istio: dict[str, Injector], tmp_path_factory: pytest.TempPathFactory
 @pytest.mark.parametrize(
     ("kubelet", "release", "expect_native"),
     [
-        ("", "defaults", False),  # no version: auto cannot tell, so not native
-        ("v1.32.9", "defaults", False),
-        ("v1.33.0", "defaults", True),
-        ("v1.34.4", "defaults", True),
+        ("", "plain", False),  # no version: auto cannot tell, so not native
+        ("v1.32.9", "plain", False),
+        ("v1.33.0", "plain", True),
+        ("v1.34.4", "plain", True),
         ("v1.34.4", "notnative", False),  # the annotation wins over auto
         ("v1.32.9", "native", True),
     ],
@@ -356,3 +362,19 @@ def test_istiod_auto_decides_native_sidecars_from_the_nodes_kubelet(
         time.sleep(0.5)
     assert native(pod) == expect_native, describe(pod)
     assert runs_before_proxy(pod, WAIT) != expect_native, describe(pod)
+
+
+def test_the_chart_as_shipped_gets_a_native_proxy_before_wait_gcs_ready(
+    operator_pods: OperatorPods, istio: dict[str, Injector]
+) -> None:
+    """mesh.nativeSidecar (default true) annotates every Ray pod, and the annotation wins over
+    every istiod setting: istio-proxy starts before KubeRay's wait-gcs-ready, so STRICT works
+    with the operator at its defaults. Control: the same chart with the knob off does not."""
+    for setting in ISTIO:
+        for role in ("head", "worker"):
+            pod = inject(istio[setting], operator_pods.pod("on", "chart", role))
+            assert native(pod), (setting, role, describe(pod))
+        worker = inject(istio[setting], operator_pods.pod("on", "chart"))
+        assert not runs_before_proxy(worker, WAIT), (setting, describe(worker))
+    plain = inject(istio["default"], operator_pods.pod("on", "plain"))
+    assert not native(plain) and runs_before_proxy(plain, WAIT)

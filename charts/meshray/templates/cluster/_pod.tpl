@@ -57,6 +57,9 @@ Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "h
 {{- $containerName := ternary "ray-head" "ray-worker" .head -}}
 {{- $image := include "meshray.rayImage" $ctx -}}
 {{- $annotations := dict "meshray.io/port-map-checksum" $m.portMapChecksum -}}
+{{- if $ctx.Values.mesh.nativeSidecar -}}
+{{- $_ := set $annotations "sidecar.istio.io/nativeSidecar" "true" -}}
+{{- end -}}
 {{- if $ctx.Values.mesh.holdApplicationUntilProxyStarts -}}
 {{- $_ := set $annotations "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}" -}}
 {{- end -}}
