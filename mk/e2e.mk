@@ -16,13 +16,15 @@ export MESHRAY_E2E_CACHE := $(E2E_CACHE)
 
 .PHONY: e2e e2e-deps e2e-venvs sizing
 
-e2e-deps: ## install the e2e suite's host packages (iproute2, nftables) if missing
+e2e-deps: ## install the e2e suite's host packages (iproute2, nftables, tshark) if missing
 	@missing=""; \
 	command -v ip >/dev/null && command -v ss >/dev/null || missing="$$missing iproute2"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v unshare >/dev/null && command -v nsenter >/dev/null || missing="$$missing util-linux"; \
+	command -v tshark >/dev/null || missing="$$missing tshark"; \
 	if [ -n "$$missing" ]; then \
 	  echo "e2e-deps: installing$$missing"; \
+	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 

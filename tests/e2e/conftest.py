@@ -89,6 +89,7 @@ def record_run() -> Iterator[list[RunResult]]:
                 "blocked": r.blocked,
                 "worker_ports_used": r.worker_ports_used,
                 "worker_ports_peak": r.worker_ports_peak,
+                "authorities": r.authorities,
                 "summary": r.summary(),
             }
         )

@@ -19,6 +19,7 @@ CACHE = Path(os.environ.get("MESHRAY_E2E_CACHE", REPO / ".cache"))
 RAY_VERSIONS = os.environ.get("MESHRAY_E2E_RAY_VERSIONS", "2.60.0 2.10.0").split()
 REPORT = Path(os.environ.get("MESHRAY_E2E_REPORT", CACHE / "e2e" / "report.json"))
 LOG_DIR = CACHE / "e2e" / "logs"
+CAPTURE_DIR = CACHE / "e2e" / "capture"  # node-to-node pcaps (raynet/capture.py)
 
 
 def unavailable(reason: str) -> None:

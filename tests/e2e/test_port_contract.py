@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from e2e_support import (
+    CAPTURE_DIR,
     DEFAULT,
     GUIDE,
     LOG_DIR,
@@ -28,6 +29,7 @@ from e2e_support import (
     venv_for,
 )
 from e2e_support import example as example_dep
+from raynet import capture
 from raynet.live import LocalCluster
 from raynet.scenario import RunConfig, RunResult, run, worker_ports_of
 
@@ -80,6 +82,7 @@ def test_example(
         venv=venv,
         label=label,
         log_dir=LOG_DIR,
+        capture_dir=CAPTURE_DIR if capture.available() else None,
         **profile_kwargs(example in FULL),
     )
     result = execute(record_run, cfg)
@@ -87,6 +90,20 @@ def test_example(
     # The rendered worker range is what Ray used: every worker-range listener is inside it.
     used = result.worker_ports_used
     assert used.get("worker"), "no worker-range port seen on the worker: audit not sampling?"
+    if cfg.capture_dir is not None:
+        assert_capture(result, cfg)
+
+
+def assert_capture(result: RunResult, cfg: RunConfig) -> None:
+    """The capture decoded the worker's GCS traffic: HTTP/2 with an :authority when Ray's
+    gRPC is plaintext; with Ray-native TLS (RAY_USE_TLS) no :authority is readable on any gRPC
+    port (the control: the decoder finds no header where the wire holds none), only SNIs."""
+    gcs = int(ray_params(cfg.cluster.head.argv).get("port", "6379"))
+    rows = [a for a in result.authorities if a["from"] == "worker" and a["port"] == gcs]
+    if cfg.cluster.head.env.get("RAY_USE_TLS") == "1":
+        assert rows and all(a["kind"] == "tls" for a in rows), result.authorities
+    else:
+        assert any(a["kind"] == "h2" and a["authority"] for a in rows), result.authorities
 
 
 # ---- negative controls: each must fail the step it should ---------------------------------------

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import capture
 from .live import LiveCluster, LivePod
-from .netns import Node, NodePair, Sampler, sweep_stale
+from .netns import HEAD_IP, WORKER_IP, Node, NodePair, Sampler, sweep_stale
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workload"
 
@@ -41,6 +42,8 @@ class RunConfig:
     log_dir: Path | None = None
     # Bound on one `ray start` (healthy: ~5-10 s, ~20 s on a loaded 2-core machine).
     start_timeout: float = 90.0
+    # Where the node-to-node packet capture goes (None: no capture; needs tshark).
+    capture_dir: Path | None = None
 
 
 @dataclass
@@ -62,6 +65,8 @@ class RunResult:
     worker_ports_used: dict[str, list[int]] = field(default_factory=dict)
     # Most worker-range ports held at once, per node (sampled every 0.3 s).
     worker_ports_peak: dict[str, int] = field(default_factory=dict)
+    # What Ray sent between the nodes, per port: :authority / Host / SNI (capture.py).
+    authorities: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -88,6 +93,11 @@ class RunResult:
             lines.append(f"  listening on {role}: {sorted(table)}")
         if self.worker_ports_peak:
             lines.append(f"  worker-range ports held at once (peak): {self.worker_ports_peak}")
+        for a in self.authorities:
+            lines.append(
+                f"  {a['from']}->{a['to']}:{a['port']} {a['kind']} {a['authority'] or '-'} "
+                f"({a['form']}) x{a['requests']}"
+            )
         for role, ports in self.outside.items():
             if ports:
                 lines.append(f"  OUTSIDE the Services on {role}: {ports}")
@@ -135,6 +145,10 @@ def worker_ports_of(params: dict[str, str]) -> list[int]:
     lo = int(params.get("min-worker-port", 10002))
     hi = int(params.get("max-worker-port", 19999))
     return list(range(lo, hi + 1))
+
+
+def _safe(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
 
 
 def shell_script(pod: LivePod) -> str:
@@ -207,6 +221,7 @@ class Run:
         sweep_stale()
         pair = NodePair(self.c.hosts, self.allowed("head"), self.allowed("worker"))
         sampler: Sampler | None = None
+        cap: capture.Capture | None = None
         try:
             with self.timed("network") as out:
                 for node in pair.nodes:
@@ -214,6 +229,11 @@ class Run:
                     if pod.ip != node.ip:
                         raise RuntimeError(f"{pod.name} has IP {pod.ip}, its namespace {node.ip}")
                 pair.setup()
+                if capture.available() and self.cfg.capture_dir is not None:
+                    cap = capture.Capture(
+                        pair.head.ns, self.cfg.capture_dir / f"{_safe(self.cfg.label)}.pcapng"
+                    )
+                    cap.start()
                 out["detail"] = {
                     "head": f"{pair.head.ns} = pod {self.c.head.name}",
                     "worker": f"{pair.worker.ns} = pod {self.c.worker.name}",
@@ -240,6 +260,8 @@ class Run:
             if sampler:
                 sampler.stop()
                 self.audit_ports(pair, sampler)
+            if cap is not None:
+                self.decode_capture(cap)
             if not self.result.ok and self.cfg.log_dir:
                 self.save_logs(pair)
             t0 = time.monotonic()
@@ -582,6 +604,29 @@ class Run:
                 round(time.monotonic() - t0, 2),
                 detail or {r: sorted(v) for r, v in self.result.listening.items()},
             )
+        )
+
+    def decode_capture(self, cap: capture.Capture) -> None:
+        """Stop the capture; every authority Ray sent to a port a Service admits."""
+        t0 = time.monotonic()
+        cap.stop()
+        ok, detail = not cap.errors, "; ".join(cap.errors) or None
+        try:
+            ports = set(self.c.head.allowed) | set(self.c.worker.allowed)
+            names = {f: "Pod FQDN" for p in (self.c.head, self.c.worker) for f in p.fqdns}
+            for name in self.c.hosts:
+                names.setdefault(name, "Service name")
+                short = name.split(".svc.")[0]
+                names.setdefault(short, "Service name")
+                names.setdefault(short.split(".")[0], "Service name")
+            roles = {HEAD_IP: "head", WORKER_IP: "worker"}
+            reqs = capture.decode(cap.path, ports)
+            self.result.authorities = capture.summarize(reqs, roles, names)
+        except Exception as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        self.result.steps.append(
+            Step("capture", ok, round(time.monotonic() - t0, 2),
+                 detail or {"rows": len(self.result.authorities), "pcap": str(cap.path)})
         )
 
     def save_logs(self, pair: NodePair) -> None:
