@@ -104,11 +104,15 @@ $(STAMPS)/glua-$(GOPHER_LUA_VERSION):
 # ---- schemas -------------------------------------------------------------------------------
 # CRD sets: from ../shared/crds/<set>/ when that folder exists (this workplace), else from the
 # Go module that ships the same file (byte-identical where both could be compared).
-CRD_SETS := istio-1.21.1 istio-1.29.6 kuberay-v1.1.0 kuberay-v1.7.0
+# Gateway API: the standard channel of sigs.k8s.io/gateway-api (TLSRoute is in it since
+# v1.5.0); only from the module (tools/cluster/controlplane.py loads the same files).
+CRD_SETS := istio-1.21.1 istio-1.29.6 kuberay-v1.1.0 kuberay-v1.7.0 gateway-api-v1.5.0
 CRD_MODULE_istio-1.21.1   := istio.io/api@v1.21.1 kubernetes/customresourcedefinitions.gen.yaml
 CRD_MODULE_istio-1.29.6   := istio.io/api@v1.29.6 kubernetes/customresourcedefinitions.gen.yaml
 CRD_MODULE_kuberay-v1.1.0 := github.com/ray-project/kuberay/ray-operator@v1.1.0 config/crd/bases/ray.io_rayclusters.yaml
 CRD_MODULE_kuberay-v1.7.0 := github.com/ray-project/kuberay/ray-operator@v1.7.0 config/crd/bases/ray.io_rayclusters.yaml
+GATEWAY_API_CRDS := $(foreach k,gateways httproutes grpcroutes tlsroutes referencegrants,config/crd/standard/gateway.networking.k8s.io_$(k).yaml)
+CRD_MODULE_gateway-api-v1.5.0 := sigs.k8s.io/gateway-api@v1.5.0 $(GATEWAY_API_CRDS)
 SCHEMA_STAMP := $(SCHEMAS)/.stamps
 SCHEMA_DEPS  := $(ECO)/schemas.py | venv
 GEN          := $(PY) $(ECO)/schemas.py
@@ -131,7 +135,7 @@ $(SCHEMA_STAMP)/crd-%: $(SCHEMA_DEPS)
 	  $(GEN) crds $(SHARED_CRDS)/$*/*.yaml --out $(SCHEMAS)/$* --report; \
 	else \
 	  set -- $(CRD_MODULE_$*); test -n "$$1" || { echo "unknown CRD set $*"; exit 1; }; \
-	  $(GEN) crds --module $$1 $$2 --out $(SCHEMAS)/$* --report; \
+	  mod=$$1; shift; $(GEN) crds --module $$mod "$$@" --out $(SCHEMAS)/$* --report; \
 	fi
 	mkdir -p $(@D) && touch $@
 

@@ -9,7 +9,9 @@ set that applies to it (``make lint-schemas`` writes them under ``.cache/schemas
 * KubeRay: every ``kuberay-*`` set, unless ``KUBERAY_MIN_VERSION`` documents that a case uses
   a field only newer KubeRay releases have;
 * Istio: renders whose Istio objects are all ``v1beta1`` against every ``istio-*`` set; a render
-  with any ``v1`` Istio object only against the sets that serve ``v1`` for it (1.21 does not).
+  with any ``v1`` Istio object only against the sets that serve ``v1`` for it (1.21 does not);
+* Kubernetes Gateway API (``gatewayAPI.*``): every ``gateway-api-*`` set, beside each of the
+  above (Gateway, HTTPRoute, GRPCRoute, TLSRoute, ReferenceGrant).
 
 Then ``istioctl analyze --use-kube=false --all-namespaces`` on each render: zero errors, zero
 warnings except those listed in ``EXPECTED_ISTIO_MESSAGES`` with the reason.
@@ -236,7 +238,8 @@ def check_case(
     kuberay = kuberay_sets_for(case.name, schema_sets(schemas, "kuberay"))
     istio_all = schema_sets(schemas, "istio")
     istio = istio_sets_for(docs, istio_all)
-    if not k8s or not kuberay or not istio_all:
+    gateway_api = schema_sets(schemas, "gateway-api")
+    if not k8s or not kuberay or not istio_all or not gateway_api:
         raise RuntimeError(f"schema sets missing under {schemas}: run `make lint-schemas`")
     if not istio:
         report.fail(case.name, "kubeconform", "no Istio schema set serves its Istio objects")
@@ -257,7 +260,8 @@ def check_case(
                 target = old_render
             for i in istio:
                 combo = f"{k.name}+{r.name}+{i.name}"
-                seen = kubeconform_all(bindir / "kubeconform", [target], [k, r, i])
+                sets = [k, r, i, *gateway_api]
+                seen = kubeconform_all(bindir / "kubeconform", [target], sets)
                 for res in seen:
                     if res.get("status") not in ("statusValid", "statusEmpty"):
                         report.fail(case.name, f"kubeconform[{combo}]", describe(res))

@@ -50,11 +50,13 @@ Usage: include "meshray.annotations" (dict "ctx" $ "wave" "-1" "extra" $map)
 Object metadata: name, namespace, common labels + component, annotations with the Argo CD
 sync wave (Services and policies -1, the RayCluster 0, routes 1).
 Usage: include "meshray.metadata" (dict "ctx" $ "name" $n "component" "x" "wave" "-1"
-                                        ["labels" $map] ["annotations" $map])
+                                        ["labels" $map] ["annotations" $map] ["namespace" $ns])
+("namespace": another namespace than the release's, for Gateway API routes that live in
+their Gateway's namespace.)
 */}}
 {{- define "meshray.metadata" -}}
 name: {{ .name | quote }}
-namespace: {{ .ctx.Release.Namespace | quote }}
+namespace: {{ .namespace | default .ctx.Release.Namespace | quote }}
 labels:
   {{- include "meshray.labels" .ctx | nindent 2 }}
   app.kubernetes.io/component: {{ .component }}

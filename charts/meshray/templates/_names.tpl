@@ -155,3 +155,20 @@ Usage: include "meshray.dashboardIngressName" .
 {{- define "meshray.dashboardIngressName" -}}
 {{- printf "%s-dashboard" (include "meshray.clusterName" .) -}}
 {{- end -}}
+
+{{/*
+The Gateway API route (HTTPRoute, GRPCRoute or TLSRoute) of one route (gatewayapi/routes.yaml).
+Usage: include "meshray.gatewayRouteName" (dict "ctx" $ "route" "dashboard"|"serve"|"client")
+*/}}
+{{- define "meshray.gatewayRouteName" -}}
+{{- printf "%s-%s" (include "meshray.clusterName" .ctx) .route -}}
+{{- end -}}
+
+{{/*
+The ReferenceGrant letting routes in the Gateway's namespace reach the gateway Service
+(gatewayapi/referencegrant.yaml).
+Usage: include "meshray.gatewayReferenceGrantName" .
+*/}}
+{{- define "meshray.gatewayReferenceGrantName" -}}
+{{- printf "%s-gateway-routes" (include "meshray.clusterName" .) -}}
+{{- end -}}

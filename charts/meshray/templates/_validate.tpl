@@ -5,7 +5,7 @@ families, one define each, kept beside what they check: cluster/_validate.tpl (n
 map, per-group values, versions), cluster/_validate_inputs.tpl (ports Istio owns, the Ray
 image, env and volumes), mesh/_validate.tpl (mTLS), mesh/_validate_exposure.tpl (exportTo,
 extra PeerAuthentications), ingress/_validate.tpl,
-gateway/_validate.tpl. Each family returns its problems as a JSON list of messages, one per
+gateway/_validate.tpl, gatewayapi/_validate.tpl. Each family returns its problems as a JSON list of messages, one per
 problem, each naming the key and the value and saying what to do; it never calls fail.
 validate.yaml runs every family listed below and fails once with all their messages.
 */}}
@@ -15,5 +15,5 @@ The rule families, in the order their messages are reported.
 Usage: include "meshray.validate.families" . | fromJsonArray
 */}}
 {{- define "meshray.validate.families" -}}
-{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels" "podEnv" "podVolumes" "replicas" "mtls" "exportTo" "extraPolicies" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "upgrade") -}}
+{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels" "podEnv" "podVolumes" "replicas" "mtls" "exportTo" "extraPolicies" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "gatewayAPI" "upgrade") -}}
 {{- end -}}
