@@ -610,18 +610,33 @@ def istio_crds(version: str = "1.29.6") -> list[Path]:
     return sorted((shared_crds() / f"istio-{version}").glob("*.yaml"))
 
 
+# Kubernetes Gateway API, standard channel (Gateway, HTTPRoute, GRPCRoute, TLSRoute,
+# ReferenceGrant...): the same module version as mk/lint.mk's CRD set gateway-api-v1.5.0.
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api@v1.5.0"
+
+
+def gateway_api_crds(module: str = GATEWAY_API_MODULE) -> list[Path]:
+    """The standard-channel CRD files of the gateway-api module (downloaded if needed)."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True
+    )
+    standard = Path(json.loads(out.stdout)["Dir"]) / "config" / "crd" / "standard"
+    return sorted(standard.glob("gateway.networking.k8s.io_*.yaml"))
+
+
 def with_operator(
     workdir: Path, operator: str | None, istio: str = "1.29.6", die_with_parent: bool = True
 ) -> ControlPlane:
     """A control plane with that KubeRay operator version (None: none), its own RayCluster,
-    RayJob and RayService CRDs from its module, and the Istio CRDs of ../shared/crds."""
+    RayJob and RayService CRDs from its module, the Istio CRDs of ../shared/crds and the
+    Gateway API CRDs (standard channel) from their module."""
     return ControlPlane(
         workdir,
         operator=operator,
         operator_crds=operator_module_dir(operator) / "config" / "crd" / "bases"
         if operator
         else None,
-        extra_crds=istio_crds(istio),
+        extra_crds=[*istio_crds(istio), *gateway_api_crds()],
         die_with_parent=die_with_parent,
     )
 

@@ -24,6 +24,7 @@ class Context:
     sidecars: list[Manifest] = field(default_factory=list)  # Istio Sidecars
     authz: list[Manifest] = field(default_factory=list)  # Istio AuthorizationPolicies
     netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
+    gateway_api: list[Manifest] = field(default_factory=list)  # routes, ReferenceGrants
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:

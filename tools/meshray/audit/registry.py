@@ -10,12 +10,24 @@ from collections.abc import Callable
 
 from ..manifests import Manifest
 from ..raymodel import Cluster
-from . import authz, cluster, ingress, inputs, nodeip, peerauth, pods, protocols, versions
+from . import (
+    authz,
+    cluster,
+    gatewayapi,
+    ingress,
+    inputs,
+    nodeip,
+    peerauth,
+    pods,
+    protocols,
+    versions,
+)
 from .context import Context
 from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, pods, inputs)
+FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, gatewayapi, pods,
+            inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -39,5 +51,6 @@ ACROSS_INPUT: tuple[InputCheck, ...] = (
     peerauth.check,
     authz.check,
     ingress.check,
+    gatewayapi.check,
     pods.check,
 )
