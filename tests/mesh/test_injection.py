@@ -144,7 +144,7 @@ def operator_pods(request: pytest.FixtureRequest) -> Iterator[OperatorPods]:
                     "-n",
                     ns,
                     "--create-namespace",
-                    *value_args("plain", version),
+                    *value_args("defaults", version),
                     *args,
                 )
                 live = wait_for(f"head and worker Pods in {ns}", _two_pods(core, ns), timeout=60)
