@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from authz_support import (
     GATEWAY,
     LISTED_BY,
@@ -251,11 +252,38 @@ def check_policy(docs: list[dict[str, Any]], ns: str, listed: dict[str, str],
 def test_the_policy_admits_each_port_what_the_values_say(render_chart: Renderer,
                                                          values: Path | None) -> None:
     docs = render_chart(*([values] if values else []), namespace="ray")
-    gateway: dict[str, set[str]] = {}
-    if values is not None and values.stem == "istio-gateway":
-        # its routes (dashboard, Serve HTTP, client) and its own gateway-only policy
-        gateway = {o: {GATEWAY} for o in (*USER_FACING, "RAY_SERVE_DEFAULT_HTTP_PORT")}
-    check_policy(docs, "ray", {}, gateway)
+    check_policy(docs, "ray", {}, gateway_admits(docs, values))
+
+
+def gateway_admits(docs: list[dict[str, Any]], values: Path | None) -> dict[str, set[str]]:
+    """What opens a head port -> the ingress gateway's principal, for the ports its routes
+    reach (the backend ports of the gateway Service, followed to their target ports), plus the
+    dashboard and client when the values turn the gateway's own authorizationPolicy on."""
+    routes = [r for k in ("HTTPRoute", "GRPCRoute", "TLSRoute") for r in kind(docs, k)]
+    if routes:
+        # Istio's automated deployment of a Gateway runs as <name>-istio in its namespace
+        ref = routes[0]["spec"]["parentRefs"][0]
+        ns = ref.get("namespace", routes[0]["metadata"]["namespace"])
+        principal = f"cluster.local/ns/{ns}/sa/{ref['name']}-istio"
+        backends = [b["port"] for r in routes for rule in r["spec"]["rules"]
+                    for b in rule["backendRefs"]]
+    elif kind(docs, "VirtualService"):
+        principal = GATEWAY
+        backends = [d["destination"]["port"]["number"] for vs in kind(docs, "VirtualService")
+                    for section in ("http", "tls", "tcp") for route in vs["spec"].get(section, [])
+                    for d in route["route"]]
+    else:
+        return {}
+    svc_ports = {p["port"]: int(p.get("targetPort", p["port"])) for s in kind(docs, "Service")
+                 if s["metadata"]["name"].endswith("-gateway-svc") for p in s["spec"]["ports"]}
+    group, tpl, _ = templates(docs)[0]
+    openers = listening(group, tpl, True)
+    out = {openers[svc_ports[b]]: {principal} for b in backends}
+    v = yaml.safe_load(values.read_text()) if values else {}
+    if any(((v or {}).get(k) or {}).get("authorizationPolicy", {}).get("enabled")
+           for k in ("gateway", "gatewayAPI")):
+        out.update({o: {principal} for o in USER_FACING})
+    return out
 
 
 def test_listed_principals_reach_their_ports_only(render_chart: Renderer) -> None:
