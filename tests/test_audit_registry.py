@@ -13,6 +13,7 @@ import meshray
 from meshray.audit import CHECKS, registry
 from test_audit_authz import CASES as AUTHZ
 from test_audit_cluster import CASES as CLUSTER
+from test_audit_gatewayapi import CASES as GATEWAYAPI
 from test_audit_ingress import CASES as INGRESS
 from test_audit_inputs import CASES as INPUTS
 from test_audit_nodeip import CASES as NODEIP
@@ -43,6 +44,9 @@ PUBLISHED = [
     ("netpol-port-blocked", "error"),
     ("ingress-service-missing", "error"), ("ingress-port-missing", "error"),
     ("ingress-protocol-mismatch", "error"), ("ingress-exposes-ray", "warning"),
+    ("route-service-missing", "error"), ("route-port-missing", "error"),
+    ("route-protocol-mismatch", "error"), ("route-reference-not-granted", "warning"),
+    ("route-exposes-ray", "warning"),
     ("pod-port-undeclared", "error"), ("pod-stale-flags", "error"), ("pod-node-ip", "error"),
     ("pod-command-unreadable", "error"),
     ("duplicate-object", "info"),
@@ -64,8 +68,8 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + PODS
-             + INPUTS)
+    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + GATEWAYAPI
+             + PODS + INPUTS)
     assert {c for c, _, _ in cases} == set(CHECKS)
 
 
