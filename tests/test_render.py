@@ -70,6 +70,15 @@ def ray_container(group: dict[str, Any]) -> dict[str, Any]:
     return group["template"]["spec"]["containers"][0]
 
 
+def head_service_ports(head: dict[str, Any]) -> dict[int, str]:
+    """Port -> name of KubeRay's <cluster>-head-svc: the RayCluster's headService template's
+    ports, then the head container's (KubeRay appends them)."""
+    tmpl = ((head.get("headService") or {}).get("spec") or {}).get("ports", [])
+    out = {p["port"]: p["name"] for p in tmpl}
+    out |= {p["containerPort"]: p["name"] for p in ray_container(head).get("ports", [])}
+    return out
+
+
 def consistency_problems(docs: list[dict[str, Any]]) -> list[str]:
     """Port drift between the headless Service and the RayCluster, from the manifests alone."""
     problems: list[str] = []
@@ -89,10 +98,10 @@ def consistency_problems(docs: list[dict[str, Any]]) -> list[str]:
         needed += env_ports(group, NODE_ENV_PORTS)
         if is_head:
             needed += env_ports(group, HEAD_ENV_PORTS)
-            container_ports = {p["containerPort"] for p in ray_container(group).get("ports", [])}
+            head_svc = set(head_service_ports(group))
             for flag in HEAD_SERVICE_FLAGS:
-                if int(params[flag]) not in container_ports:
-                    problems.append(f"head {flag}={params[flag]} is not a head container port")
+                if int(params[flag]) not in head_svc:
+                    problems.append(f"head {flag}={params[flag]} is not a head Service port")
         for port in needed:
             used.add(port)
             if port not in svc_ports:
@@ -247,8 +256,7 @@ def test_ingress_backends_exist(render_chart: Renderer, values_file: Path | None
     docs = render_chart(*([values_file] if values_file else []))
     rc = one(docs, "RayCluster")
     head_svc = f"{rc['metadata']['name']}-head-svc"
-    head_ports = {p["containerPort"]: p["name"]
-                  for p in ray_container(rc["spec"]["headGroupSpec"]).get("ports", [])}
+    head_ports = head_service_ports(rc["spec"]["headGroupSpec"])
     for ing in by_kind(docs, "Ingress"):
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:

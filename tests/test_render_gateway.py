@@ -39,9 +39,11 @@ def route_destinations(vs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def head_ports(docs: list[dict[str, Any]]) -> dict[str, int]:
-    rc = kind(docs, "RayCluster")[0]
-    container = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    return {p["name"]: p["containerPort"] for p in container["ports"]}
+    """KubeRay's head Service: the headService template's ports and the head container's."""
+    head = kind(docs, "RayCluster")[0]["spec"]["headGroupSpec"]
+    container = head["template"]["spec"]["containers"][0]
+    out = {p["name"]: p["port"] for p in head["headService"]["spec"]["ports"]}
+    return out | {p["name"]: p["containerPort"] for p in container["ports"]}
 
 
 def test_every_route_lands_on_a_visible_service_port(render_chart: Renderer) -> None:

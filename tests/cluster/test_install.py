@@ -188,14 +188,16 @@ def test_operator_head_service(installed: Installed, helm: str, case: str) -> No
     for rc in (d for d in docs if d["kind"] == "RayCluster"):
         name = rc["metadata"]["name"]
         svc = core.read_namespaced_service(f"{name}-head-svc", ns)
-        headless = svc.spec.cluster_ip == "None"
-        # REFERENCE §2: ClusterIP in v1.1, headless since v1.2.
-        assert headless == (installed.cluster.version != "v1.1.0")
-        head = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-        want = {p["containerPort"] for p in head.get("ports", [])}
+        # With the RayCluster's headService template both operators make it ClusterIP (v1.6.2
+        # makes it headless only without one; tests/cluster/test_head_service.py).
+        assert svc.spec.cluster_ip != "None"
+        head = rc["spec"]["headGroupSpec"]
+        want = {p["port"]: p["appProtocol"] for p in head["headService"]["spec"]["ports"]}
+        # KubeRay appends the head container's ports, every one tcp (kuberay#1946).
+        ray = head["template"]["spec"]["containers"][0]
+        want |= {p["containerPort"]: "tcp" for p in ray["ports"]}
         got = {p.port: p.app_protocol for p in svc.spec.ports}
-        assert set(got) == want, f"head Service ports {sorted(got)}, head container {sorted(want)}"
-        assert set(got.values()) <= {"tcp"}, f"appProtocols {got} (kuberay#1946: all tcp)"
+        assert got == want, f"head Service ports {got}, template + head container {want}"
 
 
 @pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)

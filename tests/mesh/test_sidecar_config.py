@@ -11,7 +11,9 @@ must report no conflicting inbound listener.
 Before the chart declared its ports in the Sidecars' ingress, KubeRay's own head Service
 (`appProtocol: tcp` everywhere, kuberay#1946) left 6379, 8265 and 10001 plain TCP and made
 8080, 8000 and 9000 protocol conflicts with the headless Service, whose winner depended on
-creation order: test_without_sidecar_ingress shows that, as a control.
+creation order. Since the RayCluster's headService template (issue 10) declares the head's Ray
+ports with their protocols, the Services alone leave only 8080 in conflict (the `metrics` port
+KubeRay appends, tcp): test_without_sidecar_ingress shows that, as a control.
 
 Negative controls: PERMISSIVE mTLS yields plaintext chains; a port dropped from both the
 headless Service and the Sidecar loses its chain (no L7).
@@ -35,8 +37,10 @@ HCM = "envoy.filters.network.http_connection_manager"
 TCP = "envoy.filters.network.tcp_proxy"
 # Measured with istiod (Istio module v0.0.0-20260423205519-b01690e6db7d) and KubeRay v1.6.2,
 # mesh.sidecar.inbound=false: which head ports are plain TCP and which are declared with two
-# protocols (KubeRay's head Service against the headless Service).
-WITHOUT_INGRESS_NOT_L7 = {("head", 6379), ("head", 8265), ("head", 10001)}
+# protocols (KubeRay's head Service against the headless Service). Before issue 10's head
+# Service template, 6379, 8265 and 10001 were plain TCP (KubeRay declared them tcp); now the
+# template declares them grpc/http, and only KubeRay's appended `metrics` (tcp) conflicts.
+WITHOUT_INGRESS_NOT_L7: set[tuple[str, int]] = set()
 WITHOUT_INGRESS_CONFLICTS = {("head", 8080)}
 
 

@@ -200,13 +200,40 @@ class Cluster:
     groups: list[Group]
     # KubeRay's spec.authOptions.mode: token (Ray >= 2.52): the dashboard and Jobs API need it
     token_auth: bool = False
+    # spec.headGroupSpec.headService.spec.ports: KubeRay's head Service template
+    head_service_template: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def head(self) -> Group | None:
         return next((g for g in self.groups if g.is_head), None)
 
     def head_service_ports(self) -> list[tuple[str, int]]:
-        """(name, port) of the ``<cluster>-head-svc`` KubeRay creates from the head container."""
+        """(name, port) of the ``<cluster>-head-svc`` KubeRay creates: the ports of the
+        RayCluster's ``headGroupSpec.headService`` template, then the head container's (or
+        KubeRay's defaults when it has none), then ``metrics`` 8080 unless one is named so
+        (ray-operator common/service.go, v1.1.0 and v1.6.2 alike)."""
+        return [(n, p) for n, p, _ in self.head_service()]
+
+    def head_service_protocols(self) -> dict[int, str]:
+        """Port -> the protocol Istio reads from KubeRay's head Service: the template's
+        appProtocol (else its name prefix, else tcp); every port KubeRay appends is
+        ``appProtocol: tcp`` (kuberay#1946)."""
+        out: dict[int, str] = {}
+        for _, n, proto in self.head_service():
+            out.setdefault(n, proto)
+        return out
+
+    def head_service(self) -> list[tuple[str, int, str]]:
+        from .services import declared_protocol
+
+        ports: list[tuple[str, int, str]] = []
+        for p in self.head_service_template:
+            n = as_int(p.get("port"))
+            if n is not None:
+                ports.append((str(p.get("name") or ""), n, declared_protocol(p) or "tcp"))
+        return ports + [(name, n, "tcp") for name, n in self._appended_head_ports()]
+
+    def _appended_head_ports(self) -> list[tuple[str, int]]:
         head = self.head
         ports: list[tuple[str, int]] = []
         if head is not None:
@@ -325,9 +352,11 @@ def cluster_from(obj: dict[str, Any], namespace: str) -> Cluster:
                 groups.append(_group(w, f"spec.workerGroupSpecs[{i}]", False, version))
     auth = spec.get("authOptions")
     token_auth = isinstance(auth, dict) and str(auth.get("mode", "")).lower() == "token"
+    tmpl = ((head_spec.get("headService") or {}).get("spec") or {}).get("ports")
+    tmpl_ports = [p for p in tmpl if isinstance(p, dict)] if isinstance(tmpl, list) else []
     return Cluster(name=str(meta.get("name") or ""), namespace=namespace, version=version,
                    version_key=version_key if version else "", groups=groups,
-                   token_auth=token_auth)
+                   token_auth=token_auth, head_service_template=tmpl_ports)
 
 
 def compress(ports: list[int]) -> str:

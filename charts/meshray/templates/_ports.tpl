@@ -23,7 +23,7 @@ Build the port map into the model. $m.ports: one entry per named port Ray uses,
   scope:    node        every Ray node opens it: headless Service + every group's params
             headNode    only the head opens it, declared on the headless Service
             headService only the head opens it, served by KubeRay's <cluster>-head-svc via
-                        the head container's ports (containerPort name in `containerPort`)
+                        the RayCluster's headService template (port name in `containerPort`)
   key:      the values key it comes from (validation messages name it)
 $m.workerPorts: the worker ports, a plain list of numbers (ports.workerPortList, or
 ports.minWorkerPort..maxWorkerPort): every node opens them, the headless Service lists each as
@@ -69,7 +69,8 @@ Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
 Views of the port map that several templates need, built once into the model:
   servicePorts    the named ports the headless Service lists (every scope but headService);
                   it lists $m.workerPorts after them
-  containerPorts  the head container's named ports (KubeRay builds <cluster>-head-svc from them)
+  containerPorts  the named ports of KubeRay's <cluster>-head-svc: `metrics` on the head
+                  container, the others in the RayCluster's headService template
   headPorts       the same as a map, containerPort name -> port (Ingress, gateway routes, policies)
   pinned.head / pinned.worker   the rayStartParams the port map owns, per role: pinned flags,
                   the worker range (or list), node-ip-address

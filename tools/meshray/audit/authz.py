@@ -310,8 +310,8 @@ def l4_ports(ctx: Context, c: Cluster, g: Group) -> set[int]:
             if target is not None:
                 protocols.setdefault(target, set()).add(proto or "")
     if g.is_head:
-        for _, n in c.head_service_ports():
-            protocols.setdefault(n, set()).add("tcp")
+        for n, proto in c.head_service_protocols().items():
+            protocols.setdefault(n, set()).add(proto)
     return {n for n, ps in protocols.items() if "" not in ps and not ps & _L7}
 
 

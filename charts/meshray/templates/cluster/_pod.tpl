@@ -145,11 +145,14 @@ spec:
       image: {{ $image }}
       imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy }}
       {{- if .head }}
+      # Only `metrics`: the head's other Ray ports are in the RayCluster's headService.
       ports:
         {{- range $m.containerPorts }}
+        {{- if eq .containerPort "metrics" }}
         - name: {{ .containerPort }}
           containerPort: {{ .port }}
           protocol: TCP
+        {{- end }}
         {{- end }}
       {{- end }}
       env:
