@@ -10,7 +10,7 @@ ISTIO_SRC := $(CACHE)/istio-src-$(ISTIO_MODULE_VERSION)
 MESH_TIMEOUT ?= 1200
 MESH_PYTEST_ARGS ?=
 
-.PHONY: mesh-bins mesh-e2e
+.PHONY: mesh-bins mesh-e2e bench-mesh
 
 mesh-bins: cluster-bins $(STAMPS)/pilot-discovery-$(ISTIO_MODULE_VERSION) $(BIN)/meshray-xds ## build istiod and the xDS client into bin/
 
@@ -33,3 +33,9 @@ $(BIN)/meshray-xds: $(ROOT)/tools/cluster/xds/main.go | venv
 
 mesh-e2e: setup lint-setup cluster-deps mesh-bins ## what the real istiod programs for the Ray pods' sidecars (L7, STRICT mTLS)
 	timeout $(MESH_TIMEOUT) $(PY) -m pytest -m mesh tests/mesh -p no:cacheprovider -q -rfEs $(MESH_PYTEST_ARGS)
+
+# Not a test: the sidecar config istiod sends a Ray worker Pod (LDS+CDS+RDS+EDS bytes, listeners,
+# clusters) per worker-port count x replicas x rayTls, with ratios (tools/bench/bench_mesh.py).
+BENCH_MESH_ARGS ?=
+bench-mesh: setup cluster-deps mesh-bins ## Istio config size of a Ray sidecar vs worker ports, replicas and rayTls (real istiod)
+	$(PY) tools/bench/bench_mesh.py $(BENCH_MESH_ARGS)
