@@ -246,6 +246,41 @@ def test_worker_range_warning_follows_the_measured_rule(
     assert ("likely too few" in out) == warns, out
 
 
+@pytest.mark.parametrize(("ports", "warns"), [(100, False), (101, True)])
+def test_many_worker_ports_warn_with_the_measured_sidecar_cost(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], ports: int, warns: bool) -> None:
+    """make bench-mesh measured about 18.6 KB of every Ray sidecar's config per declared worker
+    port (README "Mesh cost"); above 100 worker ports validate says what they cost."""
+    f = tmp_path / "ports.yaml"
+    f.write_text(f"ports:\n  minWorkerPort: 10002\n  maxWorkerPort: {10002 + ports - 1}\n")
+    assert main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert (f"ports.maxWorkerPort: {ports} worker ports: istiod sends every Ray sidecar" in out) \
+        == warns, out
+
+
+@pytest.mark.parametrize(("max_replicas", "tls", "warns"), [
+    (9, True, False),    # (1 head + 9 workers) x 200 ports = 2000 listeners
+    (10, True, True),    # 11 x 200 = 2200
+    (10, False, False),  # without Ray TLS the listeners do not grow with pods
+])
+def test_ray_tls_warns_when_listeners_grow_with_pods_times_ports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], max_replicas: int, tls: bool,
+        warns: bool) -> None:
+    """With rayTls istiod builds a listener per Ray pod and port (make bench-mesh: 203 more per
+    added worker pod at 200 ports): validate warns once pods x ports passes 2000."""
+    f = tmp_path / "tls.yaml"
+    f.write_text(f"rayTls:\n  enabled: {str(tls).lower()}\n"
+                 "ports:\n  minWorkerPort: 10002\n  maxWorkerPort: 10201\n"
+                 f"workerDefaults:\n  replicas: 1\n  maxReplicas: {max_replicas}\n")
+    assert main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert ("rayTls.enabled: with Ray TLS" in out) == warns, out
+    if warns:
+        assert f"up to {1 + max_replicas} pods x 200 ports is {(1 + max_replicas) * 200} " \
+               "listeners" in out, out
+
+
 # ------------------------------------------------------------- render once, keep the render
 
 

@@ -34,6 +34,13 @@ IO_WORKERS = 4  # Ray keeps up to 4 spill/restore I/O workers per node, each hol
 # num-cpus + K worker ports per pod on Ray 2.60 (9/10/12 for 1/2/4 CPUs at K=8; 17 at K=16).
 # The warning plans for this many live actors per pod when nothing else is known.
 PLANNED_ACTORS = 8
+# Measured with the real istiod (make bench-mesh, README "Mesh cost"): each declared worker port
+# adds about 18.6 KB to every Ray sidecar's config; with rayTls (ports declared tls) istiod also
+# builds a listener per Ray pod and port, about 0.6 KB each in every Ray sidecar.
+MESH_KB_PER_PORT = 18.6
+MESH_KB_PER_POD_PORT_TLS = 0.6
+WARN_WORKER_PORTS = 100
+WARN_TLS_POD_PORTS = 2000
 
 
 @dataclass(frozen=True)
@@ -392,10 +399,46 @@ def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Mani
         out.append(Problem(file, "ingress.client.enabled", "the Ray Client port is exposed; it "
                            "runs arbitrary code for whoever connects", True, WARNING))
     out += _worker_range_warnings(file, values, objs)
+    out += _mesh_cost_warnings(file, values, objs)
     for f in audit_mod.audit(objs, namespace=opts.namespace):
         if f.severity == audit_mod.ERROR:
             out.append(Problem(file, "(render)", f"audit {f.check} on {f.kind}/{f.name} {f.key}: "
                                f"{f.message}", f.value))
+    return out
+
+
+def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
+                        objs: Sequence[manifests.Manifest]) -> list[Problem]:
+    """Sidecar config that grows with declared ports, and with rayTls with pods x ports."""
+    out = []
+    ports = values.get("ports") or {}
+    key = "ports.workerPortList" if ports.get("workerPortList") else "ports.maxWorkerPort"
+    for m in objs:
+        if m.kind != "RayCluster":
+            continue
+        cluster = cluster_from(m.obj, m.namespace("default"))
+        count = max((len(g.worker_ports) for g in cluster.groups), default=0)
+        if count > WARN_WORKER_PORTS:
+            out.append(Problem(
+                file, key, f"{count} worker ports: istiod sends every Ray sidecar about "
+                f"{count * MESH_KB_PER_PORT / 1024:.1f} MB of config for them (measured: about "
+                f"{MESH_KB_PER_PORT} KB per declared port, make bench-mesh); declare only what "
+                "the pods need", ports.get(key.split(".")[1]), WARNING))
+        if not (values.get("rayTls") or {}).get("enabled"):
+            continue
+        spec = m.obj.get("spec") or {}
+        pods = 1 + sum(int(g.get("maxReplicas") or g.get("replicas") or 0) *
+                       int(g.get("numOfHosts") or 1)
+                       for g in spec.get("workerGroupSpecs") or [] if isinstance(g, dict))
+        if pods * count > WARN_TLS_POD_PORTS:
+            out.append(Problem(
+                file, "rayTls.enabled", f"with Ray TLS the worker ports are declared tls, and "
+                f"istiod builds a listener per Ray pod and port: up to {pods} pods x {count} "
+                f"ports is {pods * count} listeners, about "
+                f"{pods * count * MESH_KB_PER_POD_PORT_TLS / 1024:.1f} MB in every Ray sidecar, "
+                "growing with each scale-up (measured: make bench-mesh); narrow the worker "
+                "range, or end TLS at a gateway (gatewayAPI.routes.client.mode grpc)", True,
+                WARNING))
     return out
 
 
