@@ -57,9 +57,9 @@ NAMED_PORTS = ("gcs", "dashboard", "client", "nodeManager", "objectManager", "ru
                "dashboardAgentGrpc", "dashboardAgentListen", "metricsExport", "dashboardGrpc",
                "autoscalerMetrics", "dashboardMetrics")
 ISTIO_OWNED = range(15000, 15100)  # the sidecar's own ports (15001, 15006, 15020, 15090...)
-# Serve's default proxy ports: the audit models them as possibly in use on every node even with
-# serve off (Serve can be started from a driver), so a worker port there is "declared grpc but
-# HTTP", while the chart accepts it. Left out until chart and audit agree (see the report).
+# Serve's default proxy ports: a driver can start Serve with serve off, and its proxies bind them
+# on every node, so the chart refuses any Ray port there with serve off (and the audit reports a
+# worker port there); legal values leave them out.
 SERVE_DEFAULTS = (8000, 9000)
 # Names YAML 1.1 (go-yaml, which helm and kubectl use) reads as booleans, null or numbers: the
 # chart quotes every name it writes (test_yaml_1_1_names_render_as_strings), so the strategies

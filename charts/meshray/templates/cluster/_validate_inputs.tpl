@@ -7,7 +7,8 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 */}}
 
 {{/* Ports Istio's sidecar owns (15000-15090: admin, outbound, inbound, agent, health, DNS,
-Prometheus): a Ray port there collides with istio-proxy in the same pod network namespace. */}}
+Prometheus): a Ray port there collides with istio-proxy in the same pod network namespace. And
+with serve off, Ray Serve's default proxy ports (8000, 9000), which a driver can still start. */}}
 {{- define "meshray.validate.istioPorts" -}}
 {{- $p := .ctx.Values.ports -}}
 {{- $problems := list -}}
@@ -25,6 +26,26 @@ Prometheus): a Ray port there collides with istio-proxy in the same pod network 
 {{- end -}}
 {{- else if and (le (int $p.minWorkerPort) 15090) (ge (int $p.maxWorkerPort) 15000) -}}
 {{- $problems = append $problems (printf "ports.workerPorts: the worker range %d-%d includes port 15000 and up: %s" (int $p.minWorkerPort) (int $p.maxWorkerPort) $reserved) -}}
+{{- end -}}
+{{- if not .ctx.Values.serve.enabled -}}
+{{- $serve := dict "8000" "HTTP" "9000" "gRPC" -}}
+{{- $why := "Ray Serve's default %s proxy port: a driver that starts Serve (serve.run) binds it on every node even with serve.enabled=false; pick another port, or set serve.enabled=true to pin Serve's ports elsewhere (serve.httpPort, serve.grpcPort)" -}}
+{{- range .model.ports -}}
+{{- if hasKey $serve (toString (int .port)) -}}
+{{- $problems = append $problems (printf "%s: port %d is %s" .key (int .port) (printf $why (get $serve (toString (int .port))))) -}}
+{{- end -}}
+{{- end -}}
+{{- range $n, $kind := $serve -}}
+{{- $in := false -}}
+{{- if $p.workerPortList -}}
+{{- range $p.workerPortList -}}{{- if eq (int .) (int $n) -}}{{- $in = true -}}{{- end -}}{{- end -}}
+{{- else -}}
+{{- $in = and (le (int $p.minWorkerPort) (int $n)) (ge (int $p.maxWorkerPort) (int $n)) -}}
+{{- end -}}
+{{- if $in -}}
+{{- $problems = append $problems (printf "ports.workerPorts: the worker ports include %s, %s" $n (printf $why $kind)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
