@@ -21,7 +21,7 @@ from yamale import validators as yv
 
 from . import audit as audit_mod
 from . import manifests, valuesfile
-from .raymodel import cluster_from
+from .raymodel import Cluster, cluster_from
 from .render import RENDER_SOURCE, RenderError, RenderRequest, render_each
 from .schema import ChartSchema, describe, is_required, is_static_map
 
@@ -407,23 +407,34 @@ def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Mani
     return out
 
 
+def _worker_ports_key(values: Mapping[str, Any]) -> tuple[str, Any]:
+    """The values key that sets the worker ports (list or range end), and its value."""
+    ports = values.get("ports") or {}
+    key = "workerPortList" if ports.get("workerPortList") else "maxWorkerPort"
+    return f"ports.{key}", ports.get(key)
+
+
+def _rayclusters(objs: Sequence[manifests.Manifest],
+                 ) -> Iterator[tuple[manifests.Manifest, Cluster]]:
+    """Each rendered RayCluster with the model of it."""
+    for m in objs:
+        if m.kind == "RayCluster":
+            yield m, cluster_from(m.obj, m.namespace("default"))
+
+
 def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
                         objs: Sequence[manifests.Manifest]) -> list[Problem]:
     """Sidecar config that grows with declared ports, and with rayTls with pods x ports."""
     out = []
-    ports = values.get("ports") or {}
-    key = "ports.workerPortList" if ports.get("workerPortList") else "ports.maxWorkerPort"
-    for m in objs:
-        if m.kind != "RayCluster":
-            continue
-        cluster = cluster_from(m.obj, m.namespace("default"))
+    key, value = _worker_ports_key(values)
+    for m, cluster in _rayclusters(objs):
         count = max((len(g.worker_ports) for g in cluster.groups), default=0)
         if count > WARN_WORKER_PORTS:
             out.append(Problem(
                 file, key, f"{count} worker ports: istiod sends every Ray sidecar about "
                 f"{count * MESH_KB_PER_PORT / 1024:.1f} MB of config for them (measured: about "
                 f"{MESH_KB_PER_PORT} KB per declared port, make bench-mesh); declare only what "
-                "the pods need", ports.get(key.split(".")[1]), WARNING))
+                "the pods need", value, WARNING))
         if not (values.get("rayTls") or {}).get("enabled"):
             continue
         spec = m.obj.get("spec") or {}
@@ -445,12 +456,8 @@ def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
 def _worker_range_warnings(file: str, values: Mapping[str, Any],
                            objs: Sequence[manifests.Manifest]) -> list[Problem]:
     out = []
-    ports = values.get("ports") or {}
-    key = "ports.workerPortList" if ports.get("workerPortList") else "ports.maxWorkerPort"
-    for m in objs:
-        if m.kind != "RayCluster":
-            continue
-        cluster = cluster_from(m.obj, m.namespace("default"))
+    key, value = _worker_ports_key(values)
+    for _, cluster in _rayclusters(objs):
         for g in cluster.groups:
             res = g.ray_container.get("resources") or {}
             cpus = _cpus(g.params.get("num-cpus"))
@@ -469,5 +476,5 @@ def _worker_range_warnings(file: str, values: Mapping[str, Any],
                     f"{g.name} ({cpus:g} CPUs): each task worker, actor, driver and up to "
                     f"{IO_WORKERS} I/O workers hold one (measured: num-cpus + live actors), so "
                     f"plan for at least {need} ({PLANNED_ACTORS} actors); when they run out "
-                    "tasks and actors hang", ports.get(key.split(".")[1]), WARNING))
+                    "tasks and actors hang", value, WARNING))
     return out
