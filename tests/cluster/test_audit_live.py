@@ -113,3 +113,28 @@ def test_live_audit_sees_kuberays_tcp_head_service_conflict(cluster: Cluster) ->
         got = {f["value"] for f in findings if f["check"] == "service-protocol-conflict"}
         assert got == want, findings
         helm.run("uninstall", "pc", "-n", ns)
+
+
+def test_live_audit_reads_gateway_api_routes(cluster: Cluster) -> None:
+    """The Gateway API example installed: the live audit lists its routes and Gateway and finds
+    nothing wrong; with the routes' backend Service deleted it reports each route's missing
+    backend (route-service-missing), which it can only do if it read the live routes."""
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    core = client.CoreV1Api(cluster.api)
+    ns = "gwapi-live"
+    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
+    example = Path(CHART).parents[1] / "values-examples" / "gatewayapi-http.yaml"
+    helm.run("install", "gw", str(CHART), "-n", ns, "--create-namespace", "-f", str(example),
+             *sets)
+    try:
+        wait_for("the head Service",
+                 lambda: core.read_namespaced_service("ray-gwapi-head-svc", ns))
+        code, findings = audit(cluster, ns)
+        assert code == 0, findings
+        assert not [f for f in findings if str(f["check"]).startswith("route-")], findings
+        core.delete_namespaced_service("ray-gwapi-gateway-svc", ns)
+        code, findings = audit(cluster, ns)
+        missing = {str(f["name"]) for f in findings if f["check"] == "route-service-missing"}
+        assert code == 1 and missing, findings
+    finally:
+        helm.run("uninstall", "gw", "-n", ns)

@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "read (default: default, or the kubeconfig context's namespace)")
     p.add_argument("--cluster", action="store_true",
                    help="audit the live objects of a running cluster (Services, RayClusters, "
-                   "the Ray Pods' actual command lines, Ingresses, PeerAuthentications) "
+                   "the Ray Pods' actual command lines, Ingresses, Istio policies and "
+                   "Sidecars, NetworkPolicies, Gateway API Gateways and routes) "
                    "instead of files; needs pip install 'meshray[cluster]'")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file for --cluster")
     p.add_argument("--context", default=None, help="kubeconfig context for --cluster")

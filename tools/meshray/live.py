@@ -40,6 +40,11 @@ KINDS = (
     Kind("networking.istio.io/v1", "Sidecar", "sidecars"),
     Kind("security.istio.io/v1", "AuthorizationPolicy", "authorizationpolicies"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways"),
+    Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+    Kind("gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes"),
+    Kind("gateway.networking.k8s.io/v1", "TLSRoute", "tlsroutes"),
+    Kind("gateway.networking.k8s.io/v1", "ReferenceGrant", "referencegrants"),
 )
 ROOT_KINDS = (Kind("security.istio.io/v1", "PeerAuthentication", "peerauthentications"),)
 
