@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 from cases import CASES
 from kube import HELMS, Helm, dyn, live_services, ray_pods, resolve_named_target, running, wait_for
 from kubernetes import client
@@ -211,6 +212,13 @@ def istiod_conflicts(mesh: Mesh, ns: str) -> list[str]:
     return [k for k in hits if f".{ns}" in k or ns in json.dumps(hits[k])]
 
 
+def ray_tls(case: str) -> bool:
+    """Whether the case's values turn on Ray-native TLS (its gRPC ports are then declared tls)."""
+    f = CASES[case]
+    values = (yaml.safe_load(f.read_text()) if f else None) or {}
+    return bool((values.get("rayTls") or {}).get("enabled"))
+
+
 @pytest.mark.parametrize("case", EXAMPLES)
 def test_every_ray_port_is_l7_and_mutual_tls_only(mesh: Mesh, case: str) -> None:
     ns = f"mesh-{case}"[:63]
@@ -219,7 +227,7 @@ def test_every_ray_port_is_l7_and_mutual_tls_only(mesh: Mesh, case: str) -> None
     assert report["problems"] == []
     assert report["conflicts"] == set()
     assert istiod_conflicts(mesh, ns) == []
-    if "rayclient-ingress-tls" in case:  # Ray-native TLS: gRPC ports are TLS passthrough
+    if ray_tls(case):  # Ray-native TLS: gRPC ports are TLS passthrough
         assert {p for _, p in report["not_l7"]} >= {6380, 6381, 6383, 10002}
         assert {p for _, p in report["not_l7"]} & {6382, 8265, 52365} == set()
     else:
