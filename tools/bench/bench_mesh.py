@@ -93,6 +93,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _slope(a: dict[str, Any], b: dict[str, Any], value: str, along: str) -> float:
+    """How much `value` grows per unit of `along` between two measured rows."""
+    return float(b[value] - a[value]) / (b[along] - a[along])
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[str]:
     """Bytes per declared worker port (at the fewest replicas) and per added pod (at the
     most ports), per rayTls setting, from the measured rows."""
@@ -106,7 +111,7 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
                           key=lambda r: r["worker_ports"])
         if len(by_ports) >= 2:
             a, b = by_ports[0], by_ports[-1]
-            per_port = (b["total"] - a["total"]) / (b["worker_ports"] - a["worker_ports"])
+            per_port = _slope(a, b, "total", "worker_ports")
             out.append(f"rayTls {'on' if tls else 'off'}: {per_port / 1024:.1f} KB per worker port "
                        f"({a['worker_ports']}->{b['worker_ports']} ports, {lo_r} replicas)")
         hi_p = max(r["worker_ports"] for r in rs)
@@ -114,8 +119,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
                          key=lambda r: r["replicas"])
         if len(by_pods) >= 2:
             a, b = by_pods[0], by_pods[-1]
-            per_pod = (b["total"] - a["total"]) / (b["replicas"] - a["replicas"])
-            per_li = (b["n_listeners"] - a["n_listeners"]) / (b["replicas"] - a["replicas"])
+            per_pod = _slope(a, b, "total", "replicas")
+            per_li = _slope(a, b, "n_listeners", "replicas")
             out.append(f"rayTls {'on' if tls else 'off'}: {per_pod / 1024:.1f} KB and "
                        f"{per_li:.0f} listeners per added worker pod ({hi_p} worker ports)")
     return out
