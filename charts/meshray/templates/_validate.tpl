@@ -15,5 +15,5 @@ The rule families, in the order their messages are reported.
 Usage: include "meshray.validate.families" . | fromJsonArray
 */}}
 {{- define "meshray.validate.families" -}}
-{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels" "podEnv" "podVolumes" "replicas" "mtls" "exportTo" "extraPolicies" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "gatewayAPI" "upgrade") -}}
+{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels" "podEnv" "podVolumes" "replicas" "mtls" "exportTo" "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "gatewayAPI" "upgrade") -}}
 {{- end -}}
