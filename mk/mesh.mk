@@ -34,8 +34,15 @@ $(BIN)/meshray-xds: $(ROOT)/tools/cluster/xds/main.go | venv
 mesh-e2e: setup lint-setup cluster-deps mesh-bins ## what the real istiod programs for the Ray pods' sidecars (L7, STRICT mTLS)
 	timeout $(MESH_TIMEOUT) $(PY) -m pytest -m mesh tests/mesh -p no:cacheprovider -q -rfEs $(MESH_PYTEST_ARGS)
 
-# Not a test: the sidecar config istiod sends a Ray worker Pod (LDS+CDS+RDS+EDS bytes, listeners,
-# clusters) per worker-port count x replicas x rayTls, with ratios (tools/bench/bench_mesh.py).
-BENCH_MESH_ARGS ?=
-bench-mesh: setup cluster-deps mesh-bins ## Istio config size of a Ray sidecar vs worker ports, replicas and rayTls (real istiod)
+# Not a test: the sidecar config istiod sends a Ray worker Pod and a Pod in another namespace
+# (LDS+CDS+RDS+EDS bytes, listeners, clusters) per worker ports x replicas x rayTls x exportTo,
+# for meshray and the KubeRay guide's YAML (tools/bench/bench_mesh.py); writes
+# docs/mesh-cost.{json,md,png} (tests/test_mesh_cost.py then wants tools/meshray/meshcost.py to
+# match). BENCH_MESH_ARGS=--quick: a subset, into .cache/bench-mesh.json only.
+BENCH_MESH_ARGS ?= --docs $(ROOT)/docs
+bench-mesh: setup cluster-deps mesh-bins $(STAMPS)/bench-extra ## Istio config size of Ray and other sidecars vs worker ports, replicas, rayTls, exportTo (real istiod)
 	$(PY) tools/bench/bench_mesh.py $(BENCH_MESH_ARGS)
+
+$(STAMPS)/bench-extra: $(ROOT)/pyproject.toml | venv
+	$(PY) -m pip install --quiet -e '$(ROOT)[bench]'
+	mkdir -p $(STAMPS) && touch $@
