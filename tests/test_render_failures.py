@@ -267,6 +267,22 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
     ("gatewayapi-routes-namespace-same", (*GA_DASH, "gatewayAPI.routesInGatewayNamespace=true",
                                           "gatewayAPI.existingGateway=default/shared"), "meshray",
      ("gatewayAPI.routesInGatewayNamespace", '"default/shared"', "another namespace")),
+    # mesh/_ambient.tpl
+    ("waypoint-without-ambient", ("mesh.waypoint.enabled=true",), "meshray",
+     ("mesh.waypoint.enabled", '"sidecar"', "mesh.dataplane=ambient")),
+    ("ambient-sidecar-egress", ("mesh.dataplane=ambient", "mesh.sidecar.enabled=true"),
+     "meshray", ("mesh.sidecar.enabled", '"ambient"', "mesh.sidecar.enabled=false")),
+    ("ambient-sidecar-annotation", ("mesh.dataplane=ambient",
+                                    "workerGroups.gpu.annotations.sidecar\\.istio\\.io/"
+                                    "proxyCPU=500m"), "meshray",
+     ("workerGroups.gpu.annotations.sidecar.istio.io/proxyCPU", '"500m"', "runs none")),
+    ("ambient-enrolment-label", ("mesh.dataplane=ambient",
+                                 "head.labels.istio\\.io/dataplane-mode=none"), "meshray",
+     ("head.labels.istio.io/dataplane-mode", '"none"', "ambient enrolment")),
+    ("ambient-jwt", (*GA_DASH, "mesh.dataplane=ambient",
+                     "gatewayAPI.auth.jwtIssuer=https://issuer",
+                     "gatewayAPI.auth.jwksUri=https://issuer/jwks"), "meshray",
+     ("gatewayAPI.auth.jwtIssuer", '"https://issuer"', "ztunnel enforces L4 only")),
     # cluster/_validate.tpl
     ("worker-address", ("workerDefaults.rayStartParams.address=ray-head:6379",), "meshray",
      ("workerDefaults.rayStartParams.address", '"ray-head:6379"', "KubeRay sets")),

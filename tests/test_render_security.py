@@ -213,6 +213,8 @@ def admitted(policies: list[dict[str, Any]], labels: dict[str, str], port: int) 
     a rule admits any source."""
     out: set[str] = set()
     for p in policies:
+        if p["spec"].get("targetRefs"):  # attached to a Gateway (the waypoint), not to pods
+            continue
         sel = p["spec"].get("selector", {}).get("matchLabels", {})
         if p["spec"].get("action", "ALLOW") != "ALLOW" or any(
                 labels.get(k) != v for k, v in sel.items()):
@@ -230,6 +232,14 @@ def admitted(policies: list[dict[str, Any]], labels: dict[str, str], port: int) 
     return out
 
 
+def waypoint_principals(docs: list[dict[str, Any]], ns: str) -> set[str]:
+    """The identity of an ambient waypoint the render asks for: istiod runs a Gateway of class
+    istio-waypoint under its own name, as its ServiceAccount too. Through it, the Ray pods'
+    ztunnel sees that identity instead of the caller's."""
+    return {f"cluster.local/ns/{ns}/sa/{g['metadata']['name']}" for g in kind(docs, "Gateway")
+            if g["spec"].get("gatewayClassName") == "istio-waypoint"}
+
+
 def check_policy(docs: list[dict[str, Any]], ns: str, listed: dict[str, str],
                  extra: dict[str, set[str]] | None = None) -> None:
     policies = kind(docs, "AuthorizationPolicy")
@@ -240,6 +250,8 @@ def check_policy(docs: list[dict[str, Any]], ns: str, listed: dict[str, str],
         own = f"cluster.local/ns/{ns}/sa/{tpl['spec']['serviceAccountName']}"
         ports = listening(group, tpl, head)
         want = expected(ports, own, listed)
+        for p in ports:
+            want[p] |= waypoint_principals(docs, ns)
         if head:
             for p, o in ports.items():
                 want[p] |= (extra or {}).get(o, set())
@@ -284,6 +296,34 @@ def gateway_admits(docs: list[dict[str, Any]], values: Path | None) -> dict[str,
            for k in ("gateway", "gatewayAPI")):
         out.update({o: {principal} for o in USER_FACING})
     return out
+
+
+def test_the_waypoint_checks_what_the_pods_policy_would(render_chart: Renderer) -> None:
+    """Ambient with a waypoint: the policy attached to the waypoint (targetRefs) admits each
+    port exactly what the Ray pods' own policy admits to it, the waypoint itself aside."""
+    docs = render_chart(REPO / "values-examples/ambient-waypoint.yaml", namespace="ray",
+                        set_values=("mesh.authorizationPolicy.metricsPrincipals={x/ns/m/sa/p}",))
+    (wp,) = waypoint_principals(docs, "ray")
+    by_target = [p for p in kind(docs, "AuthorizationPolicy") if p["spec"].get("targetRefs")]
+    (attached,) = by_target
+    (gw,) = [g for g in kind(docs, "Gateway")
+             if g["spec"].get("gatewayClassName") == "istio-waypoint"]
+    assert attached["spec"]["targetRefs"] == [{"kind": "Gateway", "group":
+                                               "gateway.networking.k8s.io",
+                                               "name": gw["metadata"]["name"]}]
+    as_pods = {**attached, "spec": {**attached["spec"], "selector": {"matchLabels": {}}}}
+    del as_pods["spec"]["targetRefs"]
+    (rc,) = kind(docs, "RayCluster")
+    listed = set()
+    for group, tpl, head in templates(docs):
+        labels = {"ray.io/cluster": rc["metadata"]["name"],
+                  "ray.io/node-type": "head" if head else "worker"}
+        for port in listening(group, tpl, head):
+            on_pods = admitted(kind(docs, "AuthorizationPolicy"), labels, port) - {wp}
+            assert admitted([as_pods], labels, port) == on_pods, port
+            if "x/ns/m/sa/p" in on_pods:
+                listed.add(port)
+    assert 8080 in listed and 6379 not in listed  # the metrics principal: metrics ports only
 
 
 def test_listed_principals_reach_their_ports_only(render_chart: Renderer) -> None:

@@ -435,6 +435,25 @@ def test_init_container_prerequisite_unless_every_worker_is_native(
         assert "can stay" in notes.stdout
 
 
+def test_ambient_needs_no_init_container_prerequisite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ambient pods have no sidecar (the render carries no injection label or annotation), so
+    neither validate nor NOTES ask for ENABLE_INIT_CONTAINER_INJECTION=false or injection,
+    even with native sidecars off; NOTES ask for ambient mode instead."""
+    f = tmp_path / "values.yaml"
+    f.write_text("mesh:\n  dataplane: ambient\n  nativeSidecar: false\n")
+    assert main(["validate", str(f)]) == 0
+    assert "ENABLE_INIT_CONTAINER_INJECTION" not in capsys.readouterr().err
+    notes = subprocess.run([str(REPO / "bin" / "helm"), "install", "r", str(CHART),
+                            "--dry-run=client", "-f", str(f)],
+                           capture_output=True, text=True, check=False)
+    assert notes.returncode == 0, notes.stderr
+    assert "ENABLE_INIT_CONTAINER_INJECTION" not in notes.stdout
+    assert "istio-injection=enabled" in notes.stdout  # only as "do not also label"
+    assert "sidecar.istio.io/inject" not in notes.stdout
+    assert "Istio in ambient mode" in notes.stdout
+
+
 def test_every_chart_problem_is_its_own_line(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """The chart reports all its problems in one fail, one per line; validate keeps them

@@ -33,7 +33,16 @@ from kubernetes import client
 from podcmd import listening_ports, ray_start
 from xds_support import Mesh
 
-EXAMPLES = ["defaults"] + [c for c in CASES if c.startswith("ex-")]
+
+def dataplane(case: str) -> str:
+    """The case's mesh.dataplane (its values, else the chart's default, sidecar)."""
+    f = CASES[case]
+    values = (yaml.safe_load(f.read_text()) if f else None) or {}
+    return str((values.get("mesh") or {}).get("dataplane") or "sidecar")
+
+
+# Sidecar examples only: ambient pods have no sidecar to ask for (tests/mesh/test_ambient.py).
+EXAMPLES = ["defaults"] + [c for c in CASES if c.startswith("ex-") and dataplane(c) == "sidecar"]
 HCM = "envoy.filters.network.http_connection_manager"
 TCP = "envoy.filters.network.tcp_proxy"
 # Measured with istiod (Istio module v0.0.0-20260423205519-b01690e6db7d) and KubeRay v1.6.2,

@@ -313,10 +313,12 @@ def prerequisites(values: Mapping[str, Any],
     """What the values need from the cluster, measured with the real KubeRay operators
     (tests/cluster) and Istio's real injector (tests/mesh/test_injection.py): STRICT mTLS and
     the operator's init container, unless every worker gets a native sidecar; the upgrade
-    strategy."""
+    strategy. Ambient pods (mesh.dataplane=ambient) have no sidecar that must start first."""
     out = []
     mtls = values.get("mtls") or {}
-    if mtls.get("enabled") and mtls.get("mode") == "STRICT" and not native_sidecar_workers(objs):
+    ambient = (values.get("mesh") or {}).get("dataplane") == "ambient"
+    if (mtls.get("enabled") and mtls.get("mode") == "STRICT" and not ambient
+            and not native_sidecar_workers(objs)):
         out.append("mtls.mode STRICT: run the KubeRay operator with "
                    "ENABLE_INIT_CONTAINER_INJECTION=false, unless Istio injects istio-proxy "
                    "as a native sidecar. Otherwise the operator's wait-gcs-ready init container "

@@ -172,3 +172,12 @@ Usage: include "meshray.gatewayReferenceGrantName" .
 {{- define "meshray.gatewayReferenceGrantName" -}}
 {{- printf "%s-gateway-routes" (include "meshray.clusterName" .) -}}
 {{- end -}}
+
+{{/*
+The ambient waypoint (mesh/waypoint.yaml): its Gateway, and the ServiceAccount and Service
+istiod creates for it under the same name; also its AuthorizationPolicy (targetRefs).
+Usage: include "meshray.waypointName" .
+*/}}
+{{- define "meshray.waypointName" -}}
+{{- printf "%s-waypoint" (include "meshray.clusterName" .) -}}
+{{- end -}}

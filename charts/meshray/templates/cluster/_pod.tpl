@@ -57,15 +57,19 @@ Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "h
 {{- $containerName := ternary "ray-head" "ray-worker" .head -}}
 {{- $image := include "meshray.rayImage" $ctx -}}
 {{- $annotations := dict "meshray.io/port-map-checksum" $m.portMapChecksum -}}
-{{- if $ctx.Values.mesh.nativeSidecar -}}
+{{- $ambient := eq $ctx.Values.mesh.dataplane "ambient" -}}
+{{- if and $ctx.Values.mesh.nativeSidecar (not $ambient) -}}
 {{- $_ := set $annotations "sidecar.istio.io/nativeSidecar" "true" -}}
 {{- end -}}
-{{- if $ctx.Values.mesh.holdApplicationUntilProxyStarts -}}
+{{- if and $ctx.Values.mesh.holdApplicationUntilProxyStarts (not $ambient) -}}
 {{- $_ := set $annotations "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}" -}}
 {{- end -}}
 {{- $annotations = merge (deepCopy ($g.annotations | default dict)) $annotations -}}
 {{- $labels := dict -}}
-{{- if $ctx.Values.mesh.injectSidecar -}}
+{{- if $ambient -}}
+{{- /* Ambient enrolment (mesh/_ambient.tpl): no sidecar, ztunnel; the waypoint for L7. */ -}}
+{{- $labels = include "meshray.ambientPodLabels" $ctx | fromJson -}}
+{{- else if $ctx.Values.mesh.injectSidecar -}}
 {{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
 {{- end -}}
 {{- $labels = merge (deepCopy ($g.labels | default dict)) $labels -}}
