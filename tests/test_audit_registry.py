@@ -11,6 +11,7 @@ from pathlib import Path
 
 import meshray
 from meshray.audit import CHECKS, registry
+from test_audit_ambient import CASES as AMBIENT
 from test_audit_authz import CASES as AUTHZ
 from test_audit_cluster import CASES as CLUSTER
 from test_audit_gatewayapi import CASES as GATEWAYAPI
@@ -47,6 +48,8 @@ PUBLISHED = [
     ("route-service-missing", "error"), ("route-port-missing", "error"),
     ("route-protocol-mismatch", "error"), ("route-reference-not-granted", "warning"),
     ("route-exposes-ray", "warning"),
+    ("ambient-with-sidecar", "error"), ("waypoint-missing", "warning"),
+    ("waypoint-wrong-class", "error"), ("waypoint-for-mismatch", "error"),
     ("pod-port-undeclared", "error"), ("pod-stale-flags", "error"), ("pod-node-ip", "error"),
     ("pod-command-unreadable", "error"),
     ("duplicate-object", "info"),
@@ -69,7 +72,7 @@ def test_base_is_clean() -> None:
 
 def test_every_check_has_a_triggering_case() -> None:
     cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + GATEWAYAPI
-             + PODS + INPUTS)
+             + AMBIENT + PODS + INPUTS)
     assert {c for c, _, _ in cases} == set(CHECKS)
 
 

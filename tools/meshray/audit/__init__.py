@@ -8,7 +8,8 @@ Layout: one module per family of checks, each declaring its checks (id, severity
 catches) next to the code that reports them: ``cluster`` (a RayCluster's ports and its
 headless Service), ``protocols`` (one protocol per pod port across Services and Sidecars),
 ``nodeip``, ``versions``, ``peerauth``, ``authz`` (AuthorizationPolicies, NetworkPolicies),
-``ingress``, ``gatewayapi`` (Gateway API routes), ``pods`` (running Pods, read by
+``ingress``, ``gatewayapi`` (Gateway API routes), ``ambient`` (ambient enrolment, waypoints),
+``pods`` (running Pods, read by
 ``--cluster``), ``inputs`` (duplicates).
 ``registry`` assembles them and fixes the run order, ``engine`` runs them, ``findings`` holds
 what a finding is and the text and JSON formats. Callers use only the names below.

@@ -25,6 +25,7 @@ class Context:
     authz: list[Manifest] = field(default_factory=list)  # Istio AuthorizationPolicies
     netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
     gateway_api: list[Manifest] = field(default_factory=list)  # routes, ReferenceGrants
+    gateways: list[Manifest] = field(default_factory=list)  # Gateway API Gateways (waypoints)
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:

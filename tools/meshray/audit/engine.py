@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from ..manifests import Manifest
 from ..raymodel import cluster_from, is_raycluster
 from ..services import Service, is_service
-from . import authz, gatewayapi, ingress, inputs, pods, protocols, registry
+from . import ambient, authz, gatewayapi, ingress, inputs, pods, protocols, registry
 from .context import Context
 from .findings import RANK, Finding
 
@@ -28,6 +28,8 @@ def audit(manifests: Sequence[Manifest], namespace: str = "default",
             ctx.ingresses.append(m)
         elif gatewayapi.is_gateway_api(m):
             ctx.gateway_api.append(m)
+        elif ambient.is_gateway(m):
+            ctx.gateways.append(m)
         elif pods.is_ray_pod(m):
             ctx.pods.append(m)
         elif protocols.is_sidecar(m):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..manifests import Manifest
 from ..raymodel import Cluster
 from . import (
+    ambient,
     authz,
     cluster,
     gatewayapi,
@@ -26,8 +27,8 @@ from .context import Context
 from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, gatewayapi, pods,
-            inputs)
+FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, gatewayapi, ambient,
+            pods, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -46,11 +47,13 @@ PER_CLUSTER: tuple[ClusterCheck, ...] = (
     protocols.check_cluster,
     nodeip.check,
     peerauth.check_cluster,
+    ambient.check_cluster,
 )
 ACROSS_INPUT: tuple[InputCheck, ...] = (
     peerauth.check,
     authz.check,
     ingress.check,
     gatewayapi.check,
+    ambient.check,
     pods.check,
 )
