@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from chart_support import CHART, EXAMPLES, REPO
+from meshray import meshcost
 from meshray.cli import main
 from meshray.render import helm_executable
 
@@ -249,36 +250,72 @@ def test_worker_range_warning_follows_the_measured_rule(
 @pytest.mark.parametrize(("ports", "warns"), [(100, False), (101, True)])
 def test_many_worker_ports_warn_with_the_measured_sidecar_cost(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], ports: int, warns: bool) -> None:
-    """make bench-mesh measured about 18.6 KB of every Ray sidecar's config per declared worker
-    port (README "Mesh cost"); above 100 worker ports validate says what they cost."""
+    """make bench-mesh measured the KB of every Ray sidecar's config per declared worker port
+    (meshcost, docs/mesh-cost.md); above 100 worker ports validate says what they cost."""
     f = tmp_path / "ports.yaml"
     f.write_text(f"ports:\n  minWorkerPort: 10002\n  maxWorkerPort: {10002 + ports - 1}\n")
     assert main(["validate", str(f)]) == 0
     out = capsys.readouterr().out
     assert (f"ports.maxWorkerPort: {ports} worker ports: istiod sends every Ray sidecar" in out) \
         == warns, out
+    if warns:
+        assert f"{meshcost.KB_PER_WORKER_PORT} KB per declared port" in out, out
+        assert meshcost.MEASURED in out, out
 
 
-@pytest.mark.parametrize(("max_replicas", "tls", "warns"), [
-    (9, True, False),    # (1 head + 9 workers) x 200 ports = 2000 listeners
-    (10, True, True),    # 11 x 200 = 2200
-    (10, False, False),  # without Ray TLS the listeners do not grow with pods
+@pytest.mark.parametrize(("export_to", "warns"), [('["."]', False), ('["*"]', True),
+                                                  ('[".", monitoring]', False)])
+def test_export_to_every_namespace_warns_with_the_cost_for_every_sidecar(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], export_to: str, warns: bool) -> None:
+    """With exportTo "*" every sidecar of the mesh gets the Ray Services (make bench-mesh: a
+    plain Pod's sidecar in another namespace, per worker port)."""
+    f = tmp_path / "export.yaml"
+    f.write_text(f"service:\n  exportTo: {export_to}\n")
+    assert main(["validate", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert ("service.exportTo: the Ray Services are exported to every namespace" in out) \
+        == warns, out
+    if warns:
+        kb = 50 * meshcost.OTHER_KB_PER_WORKER_PORT_EXPORTED
+        assert f"about {kb:,.0f} KB of config for this cluster's 50 worker ports" in out, out
+
+
+@pytest.mark.parametrize(("max_replicas", "tls", "limit", "warns"), [
+    (4, True, None, False),    # (1 head + 4 workers) x 200 ports = 1000 listeners
+    (5, True, None, True),     # 6 x 200 = 1200
+    (9, True, None, True),     # 10 x 200 = 2000: the chart's default ceiling, still renders
+    (10, True, 5000, True),    # 11 x 200 = 2200 with the ceiling raised
+    (10, False, None, False),  # without Ray TLS the listeners do not grow with pods
 ])
 def test_ray_tls_warns_when_listeners_grow_with_pods_times_ports(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], max_replicas: int, tls: bool,
-        warns: bool) -> None:
-    """With rayTls istiod builds a listener per Ray pod and port (make bench-mesh: 203 more per
-    added worker pod at 200 ports): validate warns once pods x ports passes 2000."""
+        limit: int | None, warns: bool) -> None:
+    """With rayTls istiod builds a listener per Ray pod and port (make bench-mesh): validate
+    warns once pods x ports passes 1000, with the measured size and the chart's ceiling
+    (rayTls.maxListeners; above it the chart refuses: tests/test_render_failures.py)."""
     f = tmp_path / "tls.yaml"
     f.write_text(f"rayTls:\n  enabled: {str(tls).lower()}\n"
-                 "ports:\n  minWorkerPort: 10002\n  maxWorkerPort: 10201\n"
+                 + (f"  maxListeners: {limit}\n" if limit else "")
+                 + "ports:\n  minWorkerPort: 10002\n  maxWorkerPort: 10201\n"
                  f"workerDefaults:\n  replicas: 1\n  maxReplicas: {max_replicas}\n")
     assert main(["validate", str(f)]) == 0
     out = capsys.readouterr().out
     assert ("rayTls.enabled: with Ray TLS" in out) == warns, out
     if warns:
-        assert f"up to {1 + max_replicas} pods x 200 ports is {(1 + max_replicas) * 200} " \
-               "listeners" in out, out
+        n = (1 + max_replicas) * 200
+        assert f"up to {1 + max_replicas} pods x 200 ports is {n} listeners" in out, out
+        assert f"{meshcost.KB_PER_TLS_LISTENER} KB per listener" in out, out
+        assert f"rayTls.maxListeners={limit or 2000}" in out, out
+
+
+def test_ray_tls_above_the_ceiling_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "tls.yaml"
+    f.write_text("rayTls:\n  enabled: true\nports:\n  minWorkerPort: 10002\n"
+                 "  maxWorkerPort: 10201\nworkerDefaults:\n  replicas: 1\n  maxReplicas: 10\n")
+    assert main(["validate", str(f)]) != 0
+    out = capsys.readouterr().out
+    assert "rayTls.maxListeners" in out and "2200 listeners" in out, out
 
 
 # ------------------------------------------------------------- render once, keep the render

@@ -68,8 +68,8 @@ def test_table_and_docs_carry_every_measurement(smoke: dict[str, Any], tmp_path:
         )
         assert cells[3] == str(r["worker_ports"]) and cells[4] == str(r["replicas"]), cells
         assert int(cells[5].replace(",", "")) == r["ray"]["n_listeners"], cells
-        assert int(cells[8].replace(",", "")) == r["other"]["n_listeners"], cells
-        assert abs(float(cells[10].replace(",", "")) - r["other"]["total"] / 1024) <= 0.5, cells
+        assert int(cells[9].replace(",", "")) == r["other"]["n_listeners"], cells
+        assert abs(float(cells[11].replace(",", "")) - r["other"]["total"] / 1024) <= 0.5, cells
     # the JSON the docs come from reproduces the same Markdown
     again = tmp_path / "again"
     bench_mesh.write_docs(bench_mesh.json.loads((tmp_path / "mesh-cost.json").read_text()),

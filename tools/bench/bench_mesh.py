@@ -69,6 +69,9 @@ def sizes(dump: dict[str, Any]) -> dict[str, int]:
     out["total"] = sum(out[k] for k in KINDS)
     out["n_listeners"] = len(dump.get("listeners") or [])
     out["n_clusters"] = len(dump.get("clusters") or [])
+    # the inbound listener alone: its filter chains (one set per port) carry the policies
+    inbound = [li for li in dump.get("listeners") or [] if li.get("name") == "virtualInbound"]
+    out["inbound"] = sum(len(json.dumps(li, separators=(",", ":"))) for li in inbound)
     return out
 
 
@@ -173,7 +176,7 @@ class Bench:
             try:
                 self.core.read_namespace(ns)
             except ApiException as e:
-                return e.status == 404
+                return bool(e.status == 404)
             return False
 
         wait_for(f"namespace {ns} gone", lambda: gone() or None, timeout=300)
@@ -267,23 +270,54 @@ def _key(r: dict[str, Any]) -> tuple[Any, ...]:
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| chart | rayTls | exportTo | worker ports | worker replicas | Ray sidecar: listeners "
-        "| clusters | total KB | other namespace: listeners | clusters | total KB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clusters | total KB | of which inbound KB | other namespace: listeners | clusters "
+        "| total KB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=_key):
         ray, oth = r["ray"], r["other"]
         out.append(
             f"| {r['chart']} | {'on' if r['rayTls'] else 'off'} | `{r['exportTo']}` | "
             f"{r['worker_ports']} | {r['replicas']} | {ray['n_listeners']:,} | "
-            f"{ray['n_clusters']:,} | {_kb(ray['total'])} | {oth['n_listeners']:,} | "
+            f"{ray['n_clusters']:,} | {_kb(ray['total'])} | {_kb(ray.get('inbound', 0))} | "
+            f"{oth['n_listeners']:,} | "
             f"{oth['n_clusters']:,} | {_kb(oth['total'])} |"
         )
     return "\n".join(out)
 
 
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The README's short table: per worker ports x replicas (the fewest and the most), the Ray
+    sidecar with rayTls off and on, the other namespace's sidecar with exportTo "." and "*"
+    (rayTls off), and the guide's two sidecars."""
+    by = {(r["chart"], r["worker_ports"], r["replicas"], r["rayTls"], r["exportTo"]): r
+          for r in rows}
+    reps = sorted({r["replicas"] for r in rows})
+    out = [
+        "| worker ports | worker replicas | Ray sidecar KB (listeners), rayTls off | ... rayTls on "
+        "| other namespace's sidecar KB, exportTo `.` / `*` | KubeRay guide: Ray sidecar KB / "
+        "other namespace KB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in sorted({r["worker_ports"] for r in rows}):
+        for n in (reps[0], reps[-1]):
+            off, on = by.get(("meshray", p, n, False, ".")), by.get(("meshray", p, n, True, "."))
+            star = by.get(("meshray", p, n, False, "*"))
+            guide = by.get(("guide", p, n, False, "(unset)"))
+            if not (off and on and star and guide):
+                continue
+            out.append(
+                f"| {p} | {n} | {_kb(off['ray']['total'])} ({off['ray']['n_listeners']:,}) | "
+                f"{_kb(on['ray']['total'])} ({on['ray']['n_listeners']:,}) | "
+                f"{_kb(off['other']['total'])} / {_kb(star['other']['total'])} | "
+                f"{_kb(guide['ray']['total'])} / {_kb(guide['other']['total'])} |"
+            )
+    return "\n".join(out)
+
+
 def _slope(a: dict[str, Any], b: dict[str, Any], value: str, along: str) -> float:
     """How much `value` grows per unit of `along` between two measured rows."""
-    return float(b[value] - a[value]) / (b[along] - a[along])
+    return float(b[value] - a[value]) / float(b[along] - a[along])
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -345,7 +379,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['host']}, chart at {doc.get('chart', '?')}): KubeRay {doc['operator']}, "
         "istiod built from the pinned Istio module, "
         "STRICT mTLS. Sizes are LDS + CDS + RDS + EDS as compact protojson (a stand-in for the "
-        "wire size). *Ray sidecar*: one worker Pod of the cluster. *Other namespace*: a plain "
+        "wire size); *inbound*: the Ray sidecar's `virtualInbound` listener alone. "
+        "*Ray sidecar*: one worker Pod of the cluster. *Other namespace*: a plain "
         f"Pod in namespace `{OTHER_NS}` with nothing to do with Ray. `guide`: the KubeRay guide's "
         "hand-written Service + RayCluster ([tools/bench/kuberay-guide.yaml]"
         "(../tools/bench/kuberay-guide.yaml)), its worker ports and replicas scaled the way the "
@@ -376,16 +411,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for r in rows:
         series.setdefault((r["chart"], r["rayTls"], r["exportTo"], r["replicas"]), []).append(r)
     colors = {1: "tab:blue", 10: "tab:orange", 30: "tab:red"}
-    for ax, side, title in ((axes[0], "ray", "a Ray worker Pod's sidecar"),
-                            (axes[1], "other", f"a plain Pod's sidecar in namespace {OTHER_NS}")):
+    widths = {1: 4.0, 10: 2.5, 30: 1.2}  # equal lines stay visible: thin over thick
+    for ax, side, title in (
+            (axes[0], "ray", "a Ray worker Pod's sidecar (meshray: exportTo '.'; '*' within 0.3%)"),
+            (axes[1], "other", f"a plain Pod's sidecar in namespace {OTHER_NS}")):
         for (chart, tls, exp, rep), rs in sorted(series.items(), key=lambda kv: str(kv[0])):
+            if side == "ray" and exp == "*":
+                continue
             rs = sorted(rs, key=lambda r: r["worker_ports"])
             style = ":" if chart == "guide" else ("--" if tls else "-")
             marker = "o" if exp == "." else ("s" if exp == "*" else "^")
             label = (f"guide, {rep} rep." if chart == "guide"
                      else f"rayTls {'on' if tls else 'off'}, exportTo {exp}, {rep} rep.")
             ax.plot([r["worker_ports"] for r in rs], [r[side]["total"] / 1024 for r in rs],
-                    style, marker=marker, color=colors.get(rep, "tab:gray"), label=label)
+                    style, marker=marker, color=colors.get(rep, "tab:gray"), label=label,
+                    linewidth=widths.get(rep, 1.5), markersize=3 + widths.get(rep, 1.5))
         ax.set_xscale("log")
         ax.set_xticks(sorted({r["worker_ports"] for r in rows}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -394,7 +434,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_yscale("log")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=6.5, ncol=2, loc="best")
+        ax.legend(fontsize=6.5, ncol=2, loc="best")
     fig.suptitle("Istio config per sidecar, real istiod (solid: meshray, dashed: meshray rayTls, "
                  "dotted: KubeRay guide; o exportTo '.', s '*', ^ unset)", fontsize=10)
     fig.tight_layout()
@@ -439,6 +479,8 @@ def main() -> None:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(doc, indent=1) + "\n")
     print(table(doc["rows"]))
+    print()
+    print(summary_table(doc["rows"]))
     for line in ratio_lines(doc["rows"]):
         print(line)
     print(f"bench-mesh: {len(doc['rows'])} measurements in {doc['seconds']:.0f}s")

@@ -20,7 +20,7 @@ import yaml
 from yamale import validators as yv
 
 from . import audit as audit_mod
-from . import manifests, valuesfile
+from . import manifests, meshcost, valuesfile
 from .raymodel import Cluster, cluster_from
 from .render import RENDER_SOURCE, RenderError, RenderRequest, render_each
 from .schema import ChartSchema, describe, is_required, is_static_map
@@ -34,13 +34,11 @@ IO_WORKERS = 4  # Ray keeps up to 4 spill/restore I/O workers per node, each hol
 # num-cpus + K worker ports per pod on Ray 2.60 (9/10/12 for 1/2/4 CPUs at K=8; 17 at K=16).
 # The warning plans for this many live actors per pod when nothing else is known.
 PLANNED_ACTORS = 8
-# Measured with the real istiod (make bench-mesh, README "Mesh cost"): each declared worker port
-# adds about 18.6 KB to every Ray sidecar's config; with rayTls (ports declared tls) istiod also
-# builds a listener per Ray pod and port, about 0.6 KB each in every Ray sidecar.
-MESH_KB_PER_PORT = 18.6
-MESH_KB_PER_POD_PORT_TLS = 0.6
+# Mesh cost: the measured numbers live in meshcost.py (one make bench-mesh run). Warn above
+# 100 worker ports, and with rayTls above 1000 listeners (half the chart's default ceiling,
+# rayTls.maxListeners, above which the chart refuses).
 WARN_WORKER_PORTS = 100
-WARN_TLS_POD_PORTS = 2000
+WARN_TLS_LISTENERS = 1000
 
 
 @dataclass(frozen=True)
@@ -426,32 +424,46 @@ def _rayclusters(objs: Sequence[manifests.Manifest],
 
 def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
                         objs: Sequence[manifests.Manifest]) -> list[Problem]:
-    """Sidecar config that grows with declared ports, and with rayTls with pods x ports."""
+    """Sidecar config that grows with declared ports, with exportTo "*" in every sidecar of
+    the mesh, and with rayTls with pods x ports; the sizes are meshcost's (make bench-mesh)."""
     out = []
     key, value = _worker_ports_key(values)
+    measured = f"measured: make bench-mesh, {meshcost.MEASURED}"
+    export_to = list((values.get("service") or {}).get("exportTo") or [])
     for m, cluster in _rayclusters(objs):
         count = max((len(g.worker_ports) for g in cluster.groups), default=0)
         if count > WARN_WORKER_PORTS:
             out.append(Problem(
                 file, key, f"{count} worker ports: istiod sends every Ray sidecar about "
-                f"{count * MESH_KB_PER_PORT / 1024:.1f} MB of config for them (measured: about "
-                f"{MESH_KB_PER_PORT} KB per declared port, make bench-mesh); declare only what "
-                "the pods need", value, WARNING))
+                f"{count * meshcost.KB_PER_WORKER_PORT / 1024:.1f} MB of config for them "
+                f"({meshcost.KB_PER_WORKER_PORT} KB per declared port, {measured}); declare only "
+                "what the pods need", value, WARNING))
+        if "*" in export_to:
+            out.append(Problem(
+                file, "service.exportTo", f"the Ray Services are exported to every namespace: "
+                f"every sidecar of the mesh gets about "
+                f"{count * meshcost.OTHER_KB_PER_WORKER_PORT_EXPORTED:,.0f} KB of config for "
+                f"this cluster's {count} worker ports "
+                f"({meshcost.OTHER_KB_PER_WORKER_PORT_EXPORTED} KB per port, {measured}); keep "
+                '"." unless other namespaces call Ray', export_to, WARNING))
         if not (values.get("rayTls") or {}).get("enabled"):
             continue
         spec = m.obj.get("spec") or {}
         pods = 1 + sum(int(g.get("maxReplicas") or g.get("replicas") or 0) *
                        int(g.get("numOfHosts") or 1)
                        for g in spec.get("workerGroupSpecs") or [] if isinstance(g, dict))
-        if pods * count > WARN_TLS_POD_PORTS:
+        listeners = pods * count
+        if listeners > WARN_TLS_LISTENERS:
+            limit = (values.get("rayTls") or {}).get("maxListeners")
             out.append(Problem(
                 file, "rayTls.enabled", f"with Ray TLS the worker ports are declared tls, and "
                 f"istiod builds a listener per Ray pod and port: up to {pods} pods x {count} "
-                f"ports is {pods * count} listeners, about "
-                f"{pods * count * MESH_KB_PER_POD_PORT_TLS / 1024:.1f} MB in every Ray sidecar, "
-                "growing with each scale-up (measured: make bench-mesh); narrow the worker "
-                "range, or end TLS at a gateway (gatewayAPI.routes.client.mode grpc)", True,
-                WARNING))
+                f"ports is {listeners} listeners, about "
+                f"{listeners * meshcost.KB_PER_TLS_LISTENER / 1024:.1f} MB in every Ray sidecar "
+                f"({meshcost.KB_PER_TLS_LISTENER} KB per listener, {measured}), growing with "
+                f"each scale-up (the chart refuses above rayTls.maxListeners={limit}); narrow "
+                "the worker range, or end TLS at a gateway (gatewayAPI.routes.client.mode grpc)",
+                True, WARNING))
     return out
 
 
