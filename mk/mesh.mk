@@ -31,7 +31,9 @@ $(BIN)/meshray-xds: $(ROOT)/tools/cluster/xds/main.go | venv
 	mkdir -p $(ISTIO_SRC)/meshrayxds && cp $< $(ISTIO_SRC)/meshrayxds/main.go
 	cd $(ISTIO_SRC) && GOFLAGS=-mod=readonly go build -trimpath -o $@ ./meshrayxds
 
-mesh-e2e: setup lint-setup cluster-deps mesh-bins ## what the real istiod programs for the Ray pods' sidecars (L7, STRICT mTLS)
+# The bench extra (matplotlib) too: tests/mesh/test_bench_mesh.py draws the plot, and in CI a
+# missing plot fails rather than skips.
+mesh-e2e: setup lint-setup cluster-deps mesh-bins $(STAMPS)/bench-extra ## what the real istiod programs for the Ray pods' sidecars (L7, STRICT mTLS)
 	timeout $(MESH_TIMEOUT) $(PY) -m pytest -m mesh tests/mesh -p no:cacheprovider -q -rfEs $(MESH_PYTEST_ARGS)
 
 # Not a test: the sidecar config istiod sends a Ray worker Pod and a Pod in another namespace
