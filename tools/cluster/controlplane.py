@@ -431,13 +431,15 @@ class ControlPlane:
         )
 
     # ---- istiod --------------------------------------------------------------------------
-    def start_istiod(self, timeout: float = 90.0, injection: Path | None = None) -> str:
+    def start_istiod(self, timeout: float = 90.0, injection: Path | None = None,
+                     env: dict[str, str] | None = None) -> str:
         """Start istiod (pilot-discovery built from the pinned Istio module) out of cluster
         against this API server; every listener on loopback. Returns the plaintext xDS
         address. Needs the Istio CRDs (extra_crds) and makes the istio-system namespace.
         With ``injection`` (a directory with the injector's `config` and `values`), istiod also
         serves its sidecar injection webhook at ``istiod_https``/inject, with the API server's
-        serving certificate (localhost, 127.0.0.1)."""
+        serving certificate (localhost, 127.0.0.1). ``env``: more istiod settings (e.g.
+        PILOT_ENABLE_AMBIENT=true for a second, ambient-enabled istiod beside the first)."""
         from kubernetes import client
 
         core = client.CoreV1Api(self.api_client())
@@ -488,6 +490,7 @@ class ControlPlane:
                 "ENABLE_CA_SERVER": "false",
                 "INJECTION_WEBHOOK_CONFIG_NAME": "",
                 "VALIDATION_WEBHOOK_CONFIG_NAME": "",
+                **(env or {}),
             },
         )
         self._wait("istiod /ready", lambda: _http_ok(f"http://127.0.0.1:{http}/ready"), timeout, p)

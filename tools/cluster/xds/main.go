@@ -8,7 +8,16 @@
 // resources embed in Any fields is registered by importing istiod's own xDS package.
 //
 //	meshray-xds -addr 127.0.0.1:15010 -pod NAME -namespace NS -ip 10.244.0.1 \
-//	  -labels '{"app":"x"}' [-type sidecar|router] [-timeout 30s] > dump.json
+//	  -labels '{"app":"x"}' [-type sidecar|router|waypoint] [-timeout 30s] > dump.json
+//
+// With -type ztunnel it asks, as ztunnel does (delta ADS, wildcard), for the ambient config:
+// every istio.workload.Address (workloads and services) and istio.security.Authorization, and
+// prints {"node", "addresses": [...], "authorizations": [...]}.
+//
+// With -cni-selectors FILE (istio-cni's chart values, ambient.enablementSelectors) it answers
+// the istio-cni node agent's own question instead, for one pod: would it enrol the pod in ambient
+// (redirect its traffic to ztunnel)? Input: -labels, -annotations, -namespace-labels. Output:
+// {"enrolled": true|false}.
 package main
 
 import (
@@ -31,9 +40,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"sigs.k8s.io/yaml"
 
+	cniutil "istio.io/istio/cni/pkg/util"
 	_ "istio.io/istio/pilot/pkg/xds" // registers every filter/extension type istiod emits
 	v3 "istio.io/istio/pilot/pkg/xds/v3"
+	_ "istio.io/istio/pkg/workloadapi"          // istio.workload.Address
+	_ "istio.io/istio/pkg/workloadapi/security" // istio.security.Authorization
 )
 
 type dump struct {
@@ -52,9 +65,20 @@ func main() {
 	ip := flag.String("ip", "", "pod IP")
 	labels := flag.String("labels", "{}", "pod labels as a JSON object")
 	sa := flag.String("service-account", "default", "pod service account")
-	nodeType := flag.String("type", "sidecar", "sidecar or router")
+	nodeType := flag.String("type", "sidecar", "sidecar, router, waypoint or ztunnel")
 	timeout := flag.Duration("timeout", 30*time.Second, "overall time limit")
+	cniSelectors := flag.String("cni-selectors", "", "istio-cni chart values file: answer its enrolment decision")
+	annotations := flag.String("annotations", "{}", "pod annotations as a JSON object (-cni-selectors)")
+	nsLabels := flag.String("namespace-labels", "{}", "namespace labels as a JSON object (-cni-selectors)")
 	flag.Parse()
+	if *cniSelectors != "" {
+		enrolled, err := cniEnrolled(*cniSelectors, *labels, *annotations, *nsLabels)
+		if err != nil {
+			fail("%v", err)
+		}
+		emit(map[string]bool{"enrolled": enrolled})
+		return
+	}
 	if *pod == "" || *ip == "" {
 		fail("need -pod and -ip")
 	}
@@ -64,15 +88,128 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	out, err := fetch(ctx, *addr, buildNode(*nodeType, *pod, *ns, *ip, *sa, lbl))
+	node := buildNode(*nodeType, *pod, *ns, *ip, *sa, lbl)
+	if *nodeType == "ztunnel" {
+		out, err := fetchAmbient(ctx, *addr, node)
+		if err != nil {
+			fail("%v", err)
+		}
+		emit(out)
+		return
+	}
+	out, err := fetch(ctx, *addr, node)
 	if err != nil {
 		fail("%v", err)
 	}
+	emit(out)
+}
+
+func emit(v any) {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", " ")
-	if err := enc.Encode(out); err != nil {
+	if err := enc.Encode(v); err != nil {
 		fail("%v", err)
 	}
+}
+
+// cniEnrolled is istio-cni's node agent's decision for one pod (CompiledEnablementSelectors.Matches)
+// with the enablement selectors of the pinned istio-cni chart's values.
+func cniEnrolled(valuesFile, podLabels, podAnnotations, nsLabels string) (bool, error) {
+	raw, err := os.ReadFile(valuesFile)
+	if err != nil {
+		return false, err
+	}
+	var values struct {
+		Defaults struct {
+			Ambient struct {
+				EnablementSelectors []cniutil.EnablementSelector `json:"enablementSelectors"`
+			} `json:"ambient"`
+		} `json:"_internal_defaults_do_not_set"`
+	}
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		return false, fmt.Errorf("%s: %w", valuesFile, err)
+	}
+	sel := values.Defaults.Ambient.EnablementSelectors
+	if len(sel) == 0 {
+		return false, fmt.Errorf("%s: no ambient.enablementSelectors", valuesFile)
+	}
+	compiled, err := cniutil.NewCompiledEnablementSelectors(sel)
+	if err != nil {
+		return false, err
+	}
+	var pl, pa, nl map[string]string
+	for _, x := range []struct {
+		s   string
+		out *map[string]string
+	}{{podLabels, &pl}, {podAnnotations, &pa}, {nsLabels, &nl}} {
+		if err := json.Unmarshal([]byte(x.s), x.out); err != nil {
+			return false, err
+		}
+	}
+	return compiled.Matches(pl, pa, nl), nil
+}
+
+type ambientDump struct {
+	Node           string            `json:"node"`
+	Addresses      []json.RawMessage `json:"addresses"`
+	Authorizations []json.RawMessage `json:"authorizations"`
+}
+
+// fetchAmbient subscribes, as ztunnel does, to every Address and Authorization (delta ADS,
+// wildcard) and returns the first complete answer to each.
+func fetchAmbient(ctx context.Context, addr string, node *core.Node) (*ambientDump, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	types := []string{v3.AddressType, v3.WorkloadAuthorizationType}
+	for _, t := range types {
+		if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: t}); err != nil {
+			return nil, err
+		}
+	}
+	got := map[string][]*discovery.Resource{}
+	pending := map[string]bool{v3.AddressType: true, v3.WorkloadAuthorizationType: true}
+	for len(pending) > 0 {
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %v: %w", keys(pending), err)
+		}
+		got[resp.TypeUrl] = append(got[resp.TypeUrl], resp.Resources...)
+		delete(pending, resp.TypeUrl)
+		if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resp.TypeUrl,
+			ResponseNonce: resp.Nonce}); err != nil { // ACK
+			return nil, err
+		}
+	}
+	out := &ambientDump{Node: node.Id}
+	for t, res := range got {
+		sort.Slice(res, func(i, j int) bool { return res[i].Name < res[j].Name })
+		list := make([]json.RawMessage, 0, len(res))
+		for _, r := range res {
+			msg, err := r.Resource.UnmarshalNew()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t, err)
+			}
+			b, err := protojson.Marshal(msg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", t, err)
+			}
+			list = append(list, b)
+		}
+		if t == v3.AddressType {
+			out.Addresses = list
+		} else {
+			out.Authorizations = list
+		}
+	}
+	return out, nil
 }
 
 func fail(format string, args ...any) {
