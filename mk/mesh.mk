@@ -1,7 +1,9 @@
 # The real Istio control plane in the local cluster (tests/mesh, pytest marker `mesh`): istiod
 # (pilot-discovery) built from the same istio.io/istio pseudo-version as bin/istioctl, run out of
 # cluster against the local API server, and meshray-xds (tools/cluster/xds), an ADS client that
-# asks istiod for exactly the xDS it sends one Pod's sidecar. See docs/mesh-e2e.md.
+# asks istiod for exactly the xDS it sends one Pod's sidecar (or, in ambient mode, ztunnel's
+# workload addresses and authorizations, and a waypoint's listeners). See docs/mesh-e2e.md and
+# docs/ambient.md.
 #
 # meshray-xds is built inside a writable copy of the Istio module (go build refuses overlays
 # into the module cache), so it compiles against Istio's own go.sum and Envoy API versions.
