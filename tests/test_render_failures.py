@@ -411,6 +411,16 @@ def test_a_repeated_duplicate_is_reported_once() -> None:
     ]
 
 
+def test_ray_tls_listener_ceiling_is_a_sidecar_cost(render_chart: Renderer) -> None:
+    """rayTls.maxListeners counts listeners in Ray sidecars; with the ambient dataplane there are
+    none, so the same cluster renders (and with sidecars it is refused, as in CASES)."""
+    big = ("rayTls.enabled=true", "workerDefaults.maxReplicas=40")
+    with pytest.raises(RenderError, match=r"rayTls\.maxListeners"):
+        render(RenderRequest(set_values=big, chart=CHART))
+    docs = render_chart(set_values=(*big, "mesh.dataplane=ambient"))
+    assert not [d for d in docs if d["kind"] == "Sidecar"]
+
+
 def test_good_values_still_render(render_chart: Renderer) -> None:
     """The cases above differ from a valid render only in the offending value."""
     docs = render_chart(set_values=("workerGroups.cpu.replicas=2", "workerGroups.cpu.maxReplicas=2",

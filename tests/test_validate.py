@@ -308,6 +308,21 @@ def test_ray_tls_warns_when_listeners_grow_with_pods_times_ports(
         assert f"rayTls.maxListeners={limit or 2000}" in out, out
 
 
+def test_ambient_has_no_ray_sidecar_cost_to_warn_about(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker-port and rayTls warnings are about Ray's own sidecars; ambient runs none. The
+    same values with the sidecar dataplane warn (the control)."""
+    body = ("rayTls:\n  enabled: true\nports:\n  minWorkerPort: 10002\n  maxWorkerPort: 10201\n"
+            "workerDefaults:\n  replicas: 1\n  maxReplicas: 8\n")
+    for dataplane, warns in (("sidecar", True), ("ambient", False)):
+        f = tmp_path / f"{dataplane}.yaml"
+        f.write_text(body + f"mesh:\n  dataplane: {dataplane}\n")
+        assert main(["validate", str(f)]) == 0
+        out = capsys.readouterr().out
+        assert ("rayTls.enabled: with Ray TLS" in out) == warns, out
+        assert ("200 worker ports: istiod sends every Ray sidecar" in out) == warns, out
+
+
 def test_ray_tls_above_the_ceiling_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "tls.yaml"

@@ -430,9 +430,12 @@ def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
     key, value = _worker_ports_key(values)
     measured = f"measured: make bench-mesh, {meshcost.MEASURED}"
     export_to = list((values.get("service") or {}).get("exportTo") or [])
+    # Ray pods run no sidecar in ambient mode; other namespaces' sidecars still get what is
+    # exported to them.
+    ray_sidecars = (values.get("mesh") or {}).get("dataplane", "sidecar") != "ambient"
     for m, cluster in _rayclusters(objs):
         count = max((len(g.worker_ports) for g in cluster.groups), default=0)
-        if count > WARN_WORKER_PORTS:
+        if ray_sidecars and count > WARN_WORKER_PORTS:
             out.append(Problem(
                 file, key, f"{count} worker ports: istiod sends every Ray sidecar about "
                 f"{count * meshcost.KB_PER_WORKER_PORT / 1024:.1f} MB of config for them "
@@ -446,7 +449,7 @@ def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
                 f"this cluster's {count} worker ports "
                 f"({meshcost.OTHER_KB_PER_WORKER_PORT_EXPORTED} KB per port, {measured}); keep "
                 '"." unless other namespaces call Ray', export_to, WARNING))
-        if not (values.get("rayTls") or {}).get("enabled"):
+        if not ray_sidecars or not (values.get("rayTls") or {}).get("enabled"):
             continue
         spec = m.obj.get("spec") or {}
         pods = 1 + sum(int(g.get("maxReplicas") or g.get("replicas") or 0) *

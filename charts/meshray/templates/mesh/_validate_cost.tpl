@@ -9,11 +9,12 @@ Usage: include "meshray.validate.meshCost" (dict "ctx" $ "model" $m) | fromJsonA
 builds one listener per Ray pod IP and port of the headless Service in every Ray sidecar (and
 every other sidecar the Service is exported to), growing with every scale-up. Without rayTls a
 sidecar grows with ports only (ports.maxWorkerPorts caps that). The pods counted are the most
-the cluster can have: the head plus every worker group's maxReplicas. */}}
+the cluster can have: the head plus every worker group's maxReplicas. Sidecar dataplane only:
+with mesh.dataplane=ambient there are no Ray sidecars, so the measured cost does not apply. */}}
 {{- define "meshray.validate.meshCost" -}}
 {{- $v := .ctx.Values -}}
 {{- $problems := list -}}
-{{- if $v.rayTls.enabled -}}
+{{- if and $v.rayTls.enabled (eq $v.mesh.dataplane "sidecar") -}}
 {{- $pods := 1 -}}
 {{- range .model.groups -}}
 {{- $pods = add $pods (int .values.maxReplicas) -}}
