@@ -137,16 +137,36 @@ def ips(w: dict[str, Any]) -> list[str]:
     return [str(ipaddress.ip_address(base64.b64decode(a))) for a in w.get("addresses") or []]
 
 
-def allowed(policy: dict[str, Any]) -> list[tuple[int, list[dict[str, Any]]]]:
-    """(port, principals) pairs an ALLOW Authorization admits: per group, its port matches
-    with its principal matches (ports or principals absent from a group: not expanded)."""
-    out = []
-    for g in policy["groups"]:
-        matches = [m for r in g["rules"] for m in r["matches"]]
-        ports = [x for m in matches for x in m.get("destinationPorts") or []]
-        prin = [x for m in matches for x in m.get("principals") or []]
-        out += [(port, prin) for port in ports]
-    return out
+def admits(policy: dict[str, Any], port: int, principal: str) -> bool:
+    """Whether an ALLOW Authorization (ztunnel's form) admits a peer with this identity on this
+    port: one of its groups whose rules all hold; a rule holds when one of its matches does; a
+    match's fields are ANDed and an absent field matches anything. Fields this oracle does not
+    read fail the test rather than pass unread."""
+    def string(m: dict[str, Any], s: str) -> bool:
+        if "exact" in m:
+            return bool(s == m["exact"])
+        if "prefix" in m:
+            return s.startswith(m["prefix"])
+        if "suffix" in m:
+            return s.endswith(m["suffix"])
+        if "presence" in m:
+            return True
+        raise AssertionError(f"a string match this test does not read: {m}")
+
+    def match(m: dict[str, Any]) -> bool:
+        known = {"destinationPorts", "notDestinationPorts", "principals", "notPrincipals"}
+        assert set(m) <= known, f"a match field this test does not read: {m}"
+        ports = [int(x) for x in m.get("destinationPorts") or []]
+        if ports and port not in ports:
+            return False
+        if port in [int(x) for x in m.get("notDestinationPorts") or []]:
+            return False
+        if m.get("principals") and not any(string(x, principal) for x in m["principals"]):
+            return False
+        return not any(string(x, principal) for x in m.get("notPrincipals") or [])
+
+    return any(all(any(match(m) for m in r["matches"]) for r in g["rules"])
+               for g in policy["groups"])
 
 
 def plain_pod(mesh: Mesh, ns: str, name: str) -> Any:
@@ -179,12 +199,14 @@ def test_ray_pods_are_enrolled_with_hbone_and_their_policies(mesh: Mesh, ambient
         policies = set(w.get("authorizationPolicies") or [])
         ray = auth[f"{ns}/{p.metadata.labels['ray.io/cluster']}-ray"]
         assert f"{ns}/{ray['name']}" in policies
-        principal = {"exact": f"cluster.local/ns/{ns}/sa/{p.spec.service_account_name}"}
+        principal = f"cluster.local/ns/{ns}/sa/{p.spec.service_account_name}"
         # Every port this node's Ray listens on is admitted to the cluster's own principal
         # (an ALLOW group: its rules ANDed, the matches of a rule ORed), but the dashboard and
         # the Ray Client, which run code for their callers (dashboard/clientPrincipals only).
-        admitted = {port for port, _ in allowed(ray) if principal in _}
         listening = listening_ports(ray_start(core, p))
+        admitted = {port for port in listening if admits(ray, port, principal)}
+        assert not any(admits(ray, port, f"cluster.local/ns/{ns}/sa/someone-else")
+                       for port in listening)
         guarded = {port for port, flag in listening.items()
                    if flag in ("dashboard-port", "ray-client-server-port")}
         assert set(listening) - guarded <= admitted
@@ -338,12 +360,10 @@ def test_the_waypoint_is_admitted_and_checks_the_callers(mesh: Mesh, ambient: st
     z = ztunnel_config(ambient)
     auth = {f"{a['namespace']}/{a['name']}": a for a in z["authorizations"] or []}
     ray = auth[f"{ns}/{cluster}-ray"]
-    via_waypoint = {port for port, prin in allowed(ray)
-                    if {"exact": f"cluster.local/ns/{ns}/sa/{gw}"} in prin}
     listening: set[int] = set()
     for p in pods:
         listening |= set(listening_ports(ray_start(core, p)))
-    assert listening <= via_waypoint
+    assert all(admits(ray, port, f"cluster.local/ns/{ns}/sa/{gw}") for port in listening)
     # The targetRefs policy is the waypoint's (an Envoy RBAC filter), not ztunnel's.
     assert f"{ns}/{gw}" not in auth
     wp = core.read_namespaced_pod(f"{gw}-0", ns)

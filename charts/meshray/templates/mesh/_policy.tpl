@@ -43,6 +43,31 @@ Usage: include "meshray.policyPorts" (dict "ctx" $ "model" $m "out" $ports)
 {{- end -}}
 
 {{/*
+One ALLOW rule of mesh/authorizationpolicy.yaml, indented for `rules:`, from a dict with `why`
+(a comment), `principals` and either `ports` (what it admits) or `notPorts` (what it leaves
+out). Nothing when there are no principals (Istio reads `principals: []` as any source) or no
+ports; with an empty `notPorts`, a rule without `to` (every port).
+Usage: include "meshray.policyRule" (dict "why" $why "principals" $list "ports" $ports)
+*/}}
+{{- define "meshray.policyRule" -}}
+{{- if and .principals (or .ports (hasKey . "notPorts")) }}
+    # {{ .why }}
+    - from:
+        - source:
+            principals: {{ toJson .principals }}
+{{- if .ports }}
+      to:
+        - operation:
+            ports: {{ toJson (.ports | toStrings) }}
+{{- else if .notPorts }}
+      to:
+        - operation:
+            notPorts: {{ toJson (.notPorts | toStrings) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 The mesh's trust domain: gateway.trustDomain when set (older values), else mesh.trustDomain.
 Usage: include "meshray.trustDomain" .
 */}}
