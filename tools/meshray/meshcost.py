@@ -15,7 +15,7 @@ MEASURED = "run of 2026-11-23, docs/mesh-cost.md"
 
 # A Ray worker's sidecar, rayTls off, exportTo ".": KB per declared worker port
 # (11 -> 200 worker ports at 1 replica).
-KB_PER_WORKER_PORT = 18.6
+KB_PER_WORKER_PORT = 12.9
 
 # rayTls on: KB per listener istiod adds to a Ray sidecar for each Ray pod x worker port
 # (KB per added worker pod / listeners per added worker pod, 1 -> 30 replicas at 200 ports).
