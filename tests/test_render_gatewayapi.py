@@ -149,8 +149,11 @@ def test_the_gateway_principal_is_admitted_on_the_routed_ports(render_chart: Ren
         for rule in pol["spec"]["rules"]:
             for src in rule.get("from", []):
                 for p in src["source"].get("principals", []):
-                    for op in rule.get("to", []):
-                        admitted.setdefault(p, set()).update(op["operation"]["ports"])
+                    for op in rule.get("to", []):  # of the Ray ports: listed, or not left out
+                        o = op["operation"]
+                        ports = set(o["ports"]) if "ports" in o else (
+                            {str(v) for v in listen.values()} - set(o.get("notPorts", [])))
+                        admitted.setdefault(p, set()).update(ports)
     assert admitted.get(principal) == routed
     # The gateway's Service is visible to the gateway's namespace.
     (svc,) = [s for s in of(docs, "Service") if s["metadata"]["name"].endswith("-gateway-svc")]
