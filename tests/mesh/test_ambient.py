@@ -45,7 +45,7 @@ from kube import wait_for
 from kubernetes import client
 from podcmd import listening_ports, ray_start
 from test_sidecar_config import install
-from xds_support import XDS, Mesh
+from xds_support import XDS, Mesh, string_match
 
 REPO = Path(__file__).resolve().parents[2]
 HCM = "envoy.filters.network.http_connection_manager"
@@ -142,17 +142,6 @@ def admits(policy: dict[str, Any], port: int, principal: str) -> bool:
     port: one of its groups whose rules all hold; a rule holds when one of its matches does; a
     match's fields are ANDed and an absent field matches anything. Fields this oracle does not
     read fail the test rather than pass unread."""
-    def string(m: dict[str, Any], s: str) -> bool:
-        if "exact" in m:
-            return bool(s == m["exact"])
-        if "prefix" in m:
-            return s.startswith(m["prefix"])
-        if "suffix" in m:
-            return s.endswith(m["suffix"])
-        if "presence" in m:
-            return True
-        raise AssertionError(f"a string match this test does not read: {m}")
-
     def match(m: dict[str, Any]) -> bool:
         known = {"destinationPorts", "notDestinationPorts", "principals", "notPrincipals"}
         assert set(m) <= known, f"a match field this test does not read: {m}"
@@ -161,9 +150,9 @@ def admits(policy: dict[str, Any], port: int, principal: str) -> bool:
             return False
         if port in [int(x) for x in m.get("notDestinationPorts") or []]:
             return False
-        if m.get("principals") and not any(string(x, principal) for x in m["principals"]):
+        if m.get("principals") and not any(string_match(x, principal) for x in m["principals"]):
             return False
-        return not any(string(x, principal) for x in m.get("notPrincipals") or [])
+        return not any(string_match(x, principal) for x in m.get("notPrincipals") or [])
 
     return any(all(any(match(m) for m in r["matches"]) for r in g["rules"])
                for g in policy["groups"])

@@ -18,7 +18,6 @@ the lists is admitted nowhere.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,7 @@ from kube import HELMS, Helm
 from kubernetes import client
 from podcmd import listening_ports, ray_start
 from test_sidecar_config import chart, inbound, install, settled_dump
-from xds_support import Mesh
+from xds_support import Mesh, string_match
 
 HTTP_RBAC = "envoy.filters.http.rbac"
 NET_RBAC = "envoy.filters.network.rbac"
@@ -54,18 +53,6 @@ def sets(*pairs: str) -> tuple[str, ...]:
 
 
 # --- reading Envoy's RBAC config (envoy.config.rbac.v3) --------------------------------------
-
-
-def string_match(m: dict[str, Any], s: str) -> bool:
-    if "exact" in m:
-        return bool(s == m["exact"])
-    if "prefix" in m:
-        return s.startswith(m["prefix"])
-    if "suffix" in m:
-        return s.endswith(m["suffix"])
-    if "safeRegex" in m:
-        return re.fullmatch(m["safeRegex"]["regex"], s) is not None
-    raise AssertionError(f"unknown string matcher {m}")
 
 
 def tree_admits(node: dict[str, Any], leaf: Callable[[dict[str, Any]], bool | None],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,20 @@ def outbound(dump: dict[str, Any], ip: str, port: int, host: str) -> dict[str, A
             c = clusters.get(cname or "", {})
         return {"listener": li["name"], "kind": kind, "cluster": cname, "mtls": istio_mtls(c)}
     return {"listener": li["name"], "kind": "none", "cluster": None, "mtls": False}
+
+
+def string_match(m: dict[str, Any], s: str) -> bool:
+    """Istio's string matchers as istiod sends them: Envoy's StringMatcher (exact, prefix,
+    suffix, safeRegex) and ztunnel's StringMatch (exact, prefix, suffix, presence). Anything
+    else fails the test rather than pass unread."""
+    if "exact" in m:
+        return bool(s == m["exact"])
+    if "prefix" in m:
+        return s.startswith(m["prefix"])
+    if "suffix" in m:
+        return s.endswith(m["suffix"])
+    if "safeRegex" in m:
+        return re.fullmatch(m["safeRegex"]["regex"], s) is not None
+    if "presence" in m:
+        return True
+    raise AssertionError(f"a string matcher this test does not read: {m}")

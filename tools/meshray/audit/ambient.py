@@ -18,6 +18,7 @@ from ..manifests import Manifest
 from ..raymodel import Cluster
 from .context import Context
 from .findings import ERROR, WARNING, Check
+from .gatewayapi import GROUP
 
 AMBIENT_WITH_SIDECAR = Check(
     "ambient-with-sidecar", ERROR,
@@ -36,13 +37,12 @@ CHECKS = (AMBIENT_WITH_SIDECAR, WAYPOINT_MISSING, WAYPOINT_NOT_WAYPOINT, WAYPOIN
 DATAPLANE = "istio.io/dataplane-mode"
 USE_WAYPOINT = "istio.io/use-waypoint"
 WAYPOINT_FOR = "istio.io/waypoint-for"
-GATEWAY_GROUP = "gateway.networking.k8s.io"
 # which waypoint-for values take traffic addressed to a pod, and to a Service VIP
 TAKES = {"workload": {"workload", "all"}, "service": {"service", "all"}}
 
 
 def is_gateway(m: Manifest) -> bool:
-    return m.api_group == GATEWAY_GROUP and m.kind == "Gateway"
+    return m.api_group == GROUP and m.kind == "Gateway"
 
 
 def _meta(obj: Any, part: str) -> dict[str, str]:
