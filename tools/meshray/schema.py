@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,9 +205,47 @@ def to_json_schema(schema: ChartSchema, descriptions: Mapping[str, str] | None =
         "description": f"Generated from {YAMALE_FILE} by `meshray schema`; do not edit.",
     }
     out.update(body)
+    _share_patterns(out, defs)
     if defs:
         out["definitions"] = dict(sorted(defs.items()))
     return out
+
+
+def _share_patterns(out: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Write each string pattern the schema uses more than once as one definition.
+
+    helm compiles values.schema.json on every render, each ``pattern`` into its own regexp
+    (about 20 µs each); the chart repeats a dozen patterns (label keys, DNS names, hosts) up
+    to ten times. A shared ``$ref`` compiles each once; helm's message for a value that does
+    not match is the same (the value's path and the pattern). A description stays beside the
+    ``$ref`` where the key is described."""
+    def leaves(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if _pattern_leaf(node):
+                yield node
+            for v in node.values():
+                yield from leaves(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from leaves(v)
+
+    found = [*leaves(out), *leaves(defs)]
+    counts = Counter(leaf["pattern"] for leaf in found)
+    names: dict[str, str] = {}
+    for leaf in found:
+        pattern = leaf["pattern"]
+        if counts[pattern] < 2:
+            continue
+        if pattern not in names:
+            names[pattern] = f"pattern{len(names) + 1:02d}"
+            defs[names[pattern]] = {"type": "string", "pattern": pattern}
+        del leaf["type"], leaf["pattern"]
+        leaf["$ref"] = f"#/definitions/{names[pattern]}"
+
+
+def _pattern_leaf(node: dict[str, Any]) -> bool:
+    return (node.get("type") == "string" and isinstance(node.get("pattern"), str)
+            and set(node) <= {"type", "pattern", "description"})
 
 
 def _convert(node: Any, schema: ChartSchema, path: tuple[str, ...],
@@ -292,11 +331,14 @@ def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
         if key is not None and not (isinstance(key, yv.String) and not isinstance(key, yv.Regex)
                                     and not key.kwargs):
             out["propertyNames"] = _convert(key, schema, path, descriptions, stack, defs)
-        out["additionalProperties"] = _one_of([sub(v) for v in node.validators])
+        if node.validators:  # map() with no value type takes any value: nothing to say
+            out["additionalProperties"] = _one_of([sub(v) for v in node.validators])
         _copy(node, out, {"min": "minProperties", "max": "maxProperties"})
         return out
     if isinstance(node, yv.List):
-        out = {"type": "array", "items": _one_of([sub(v) for v in node.validators])}
+        out = {"type": "array"}
+        if node.validators:
+            out["items"] = _one_of([sub(v) for v in node.validators])
         _copy(node, out, {"min": "minItems", "max": "maxItems"})
         return out
     if isinstance(node, yv.Any):
@@ -311,7 +353,11 @@ def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
 def _one_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if not parts:
         return {}
-    return parts[0] if len(parts) == 1 else {"anyOf": parts}
+    if len(parts) == 1:
+        return parts[0]
+    if all(set(p) == {"type"} and isinstance(p["type"], str) for p in parts):
+        return {"type": list(dict.fromkeys(p["type"] for p in parts))}  # one subschema, not n
+    return {"anyOf": parts}
 
 
 def _copy(node: yv.Validator, out: dict[str, Any], names: dict[str, str]) -> None:
