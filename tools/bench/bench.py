@@ -10,7 +10,8 @@ any limit flaky). Run it from the repository root after `make setup` (`make benc
 1. Chart render: `helm template` of KubeRay's ray-cluster chart 1.7.0 with its default values
    (../shared/baselines/kuberay-ray-cluster-1.7.0) against meshray's defaults, 10 worker groups,
    and 10 worker groups x 200 worker ports. Goals (issue 13): defaults <= 1.3x the baseline,
-   10 groups x 200 worker ports <= 2x.
+   10 groups x 200 worker ports <= 2x. The defaults once more with --skip-schema-validation
+   (no goal) show the share of helm's values-schema compile, which it redoes on every render.
 2. Tooling: validate + render + audit over every example, against a bare `helm template` of
    the same files (helm runs one after another): `meshray validate -o DIR` (one helm run per
    file, up to one per CPU at once; goal <= 1.5x), the same as three commands (validate,
@@ -135,8 +136,8 @@ def groups_values(groups: int, worker_ports: int | None) -> dict[str, object]:
     return values
 
 
-def template(chart: Path, *values: Path) -> Callable[[Path], None]:
-    cmd = [helm(), "template", "bench", str(chart)]
+def template(chart: Path, *values: Path, flags: Sequence[str] = ()) -> Callable[[Path], None]:
+    cmd = [helm(), "template", "bench", str(chart), *flags]
     for v in values:
         cmd += ["--values", str(v)]
 
@@ -158,6 +159,9 @@ def chart_render(repeat: int, baseline: Path, work: Path) -> None:
         Case(f"meshray {GROUPS} worker groups", template(CHART, ten)),
         Case(f"meshray {GROUPS} worker groups x {WORKER_PORTS} worker ports",
              template(CHART, big)),
+        # no goal: shows what helm's compile of values.schema.json costs of the defaults' time
+        Case("meshray defaults, --skip-schema-validation",
+             template(CHART, flags=["--skip-schema-validation"])),
     ]
     goals = {cases[1].label: 1.3, cases[3].label: 2.0}
     for case in cases:  # a broken render must fail loudly, not be timed
