@@ -59,6 +59,20 @@ def test_a_sidecar_for_other_ports_does_not() -> None:
     assert [f.value for f in hits([*base(), KUBERAY_HEAD_SVC, sidecar([6379])])] == [8080]
 
 
+def test_ambient_pods_have_no_inbound_listener_to_conflict() -> None:
+    """The same two Services around pods enrolled in ambient mode (the chart's
+    mesh.dataplane: ambient labels the pod templates): no sidecar builds their inbound
+    listeners, so the check stays silent; it speaks again without the label."""
+    docs = [*base(), KUBERAY_HEAD_SVC]
+    rc = next(d for d in docs if d["kind"] == "RayCluster")
+    template = rc["spec"]["headGroupSpec"]["template"]
+    template.setdefault("metadata", {}).setdefault("labels", {})[
+        "istio.io/dataplane-mode"] = "ambient"
+    assert hits(docs) == []
+    del template["metadata"]["labels"]["istio.io/dataplane-mode"]
+    assert [f.value for f in hits(docs)] == [8080]
+
+
 def test_agreeing_services_are_clean() -> None:
     svc = dict(KUBERAY_HEAD_SVC, spec=dict(KUBERAY_HEAD_SVC["spec"], ports=[
         {"name": "metrics", "port": 8080, "appProtocol": "http"}]))

@@ -138,3 +138,41 @@ def test_live_audit_reads_gateway_api_routes(cluster: Cluster) -> None:
         assert code == 1 and missing, findings
     finally:
         helm.run("uninstall", "gw", "-n", ns)
+
+
+def test_live_audit_reads_ambient_waypoint(cluster: Cluster) -> None:
+    """The ambient example with its waypoint installed: the live audit reads the waypoint
+    Gateway, the RayCluster's pod labels and KubeRay's own head Service (which carries
+    istio.io/use-waypoint from the chart's headService template) and finds nothing wrong.
+    With the Gateway relabelled istio.io/waypoint-for: service, the waypoint no longer takes
+    traffic addressed to the pods: every group's use-waypoint label must be reported
+    (waypoint-for-mismatch, exit 1), KubeRay's head Service (Service traffic) must not."""
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    core = client.CoreV1Api(cluster.api)
+    custom = client.CustomObjectsApi(cluster.api)
+    ns = "ambient-live"
+    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
+    example = Path(CHART).parents[1] / "values-examples" / "ambient-waypoint.yaml"
+    helm.run("install", "amb", str(CHART), "-n", ns, "--create-namespace", "-f", str(example),
+             *sets)
+    try:
+        head_svc = wait_for("the head Service",
+                            lambda: core.read_namespaced_service("ray-ambient-wp-head-svc", ns))
+        assert (head_svc.metadata.labels or {}).get("istio.io/use-waypoint") == \
+            "ray-ambient-wp-waypoint", head_svc.metadata.labels
+        code, findings = audit(cluster, ns)
+        assert code == 0, json.dumps(findings, indent=1)
+        assert not [f for f in findings if str(f["check"]).startswith("waypoint-")], findings
+
+        custom.patch_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", ns, "gateways", "ray-ambient-wp-waypoint",
+            {"metadata": {"labels": {"istio.io/waypoint-for": "service"}}})
+        code, findings = audit(cluster, ns)
+        flagged = {(str(f["kind"]), str(f["key"])) for f in findings
+                   if f["check"] == "waypoint-for-mismatch"}
+        assert code == 1, findings
+        assert flagged and {kind for kind, _ in flagged} == {"RayCluster"}, findings
+        assert any(key.startswith("spec.headGroupSpec.template") for _, key in flagged), flagged
+        assert any(key.startswith("spec.workerGroupSpecs") for _, key in flagged), flagged
+    finally:
+        helm.run("uninstall", "amb", "-n", ns)

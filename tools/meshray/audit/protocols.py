@@ -8,6 +8,11 @@ the port-name prefix), istiod keeps one of them: the older Service, alphabetical
 second (measured with the real istiod, docs/mesh-e2e.md). KubeRay's own ``<cluster>-head-svc``
 declares every port ``tcp`` (kuberay#1946), so a headless Service declaring the head's metrics
 port ``http`` is L7 in one install and plain TCP in the next.
+
+Pods in Istio's ambient mode (labelled ``istio.io/dataplane-mode: ambient``) have no inbound
+listener to decide: ztunnel is L4, and a waypoint builds a chain per Service VIP from that
+Service's own protocol and sniffs traffic addressed to the pod (measured with the real istiod,
+docs/ambient.md), so two Services' protocols for one port are no conflict there.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from ..manifests import Manifest
 from ..raymodel import Cluster
 from ..services import Service, declared_protocol
+from .ambient import DATAPLANE
 from .context import Context
 from .findings import ERROR, Check
 
@@ -86,6 +92,8 @@ def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
 
 def _check_labels(ctx: Context, c: Cluster, m: Manifest, group: str, path: str,
                   labels: dict[str, str], named: dict[str, int], reported: set[int]) -> None:
+    if labels.get(DATAPLANE) == "ambient":
+        return
     decided = _sidecar_ports(ctx, c.namespace, labels)
     by_port: dict[int, dict[str, list[Service]]] = {}
     for svc in ctx.services:
