@@ -19,6 +19,14 @@ from kube import CHART, HELMS, Cluster, Helm, ray_pods, running, wait_for
 from kubernetes import client
 
 MESHRAY = str(Path(sys.executable).parent / "meshray")
+EXAMPLES = Path(CHART).parents[1] / "values-examples"
+
+
+def install(cluster: Cluster, helm: Helm, release: str, ns: str, *extra: str) -> None:
+    """helm install into a new namespace; KubeRay v1.1.0 knows no upgradeStrategy."""
+    strategy = "" if cluster.version == "v1.1.0" else "Recreate"
+    helm.run("install", release, str(CHART), "-n", ns, "--create-namespace",
+             "--set", f"kuberay.upgradeStrategy={strategy}", *extra)
 
 
 def audit(cluster: Cluster, ns: str) -> tuple[int, list[dict[str, object]]]:
@@ -99,12 +107,11 @@ def test_live_audit_sees_kuberays_tcp_head_service_conflict(cluster: Cluster) ->
     chart's defaults (the Sidecar ingress decides) it must not."""
     helm = Helm(HELMS["helm4"], cluster.kubeconfig)
     core = client.CoreV1Api(cluster.api)
-    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
     for ns, extra, want in (
         ("conflict-off", ["--set", "mesh.sidecar.inbound=false"], {8080}),
         ("conflict-on", [], set()),
     ):
-        helm.run("install", "pc", str(CHART), "-n", ns, "--create-namespace", *sets, *extra)
+        install(cluster, helm, "pc", ns, *extra)
         wait_for(
             "the head Service",
             lambda ns=ns: core.read_namespaced_service("pc-meshray-head-svc", ns),
@@ -122,10 +129,7 @@ def test_live_audit_reads_gateway_api_routes(cluster: Cluster) -> None:
     helm = Helm(HELMS["helm4"], cluster.kubeconfig)
     core = client.CoreV1Api(cluster.api)
     ns = "gwapi-live"
-    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
-    example = Path(CHART).parents[1] / "values-examples" / "gatewayapi-http.yaml"
-    helm.run("install", "gw", str(CHART), "-n", ns, "--create-namespace", "-f", str(example),
-             *sets)
+    install(cluster, helm, "gw", ns, "-f", str(EXAMPLES / "gatewayapi-http.yaml"))
     try:
         wait_for("the head Service",
                  lambda: core.read_namespaced_service("ray-gwapi-head-svc", ns))
@@ -151,10 +155,7 @@ def test_live_audit_reads_ambient_waypoint(cluster: Cluster) -> None:
     core = client.CoreV1Api(cluster.api)
     custom = client.CustomObjectsApi(cluster.api)
     ns = "ambient-live"
-    sets = ["--set", f"kuberay.upgradeStrategy={'' if cluster.version == 'v1.1.0' else 'Recreate'}"]
-    example = Path(CHART).parents[1] / "values-examples" / "ambient-waypoint.yaml"
-    helm.run("install", "amb", str(CHART), "-n", ns, "--create-namespace", "-f", str(example),
-             *sets)
+    install(cluster, helm, "amb", ns, "-f", str(EXAMPLES / "ambient-waypoint.yaml"))
     try:
         head_svc = wait_for("the head Service",
                             lambda: core.read_namespaced_service("ray-ambient-wp-head-svc", ns))
