@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cases import OPERATOR_SETS
+from controlplane import free_port
 from kube import CHART, HELMS, REPO, Cluster, Helm, ray_pods, running, wait_for
 from kubernetes import client
 from oracle import check_cluster
@@ -25,18 +26,10 @@ from oracle import check_cluster
 REGISTRY = REPO / "bin" / "registry"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     (d / "config.yml").write_text(
         yaml.safe_dump(
             {

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,74 @@ class ControlPlaneError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_range() -> range:
+    """The kernel's ephemeral port range: where bind(0) and every outgoing connect() take
+    their local port from."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+def _xdist_share() -> tuple[int, int]:
+    """(k, n): the workers of one pytest-xdist run (`make cluster-e2e` runs one per operator
+    version) start control planes side by side, each with its own picker; worker gwK takes
+    only the ports p with p % n == k, so no two workers ever pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 0:
+        return int(worker[2:]) % int(count), int(count)
+    return 0, 1
+
+
+class PortPicker:
+    """Loopback TCP ports for the listeners of the processes we start.
+
+    A port is free when picked and stays ours: it is never handed out twice by this picker, and
+    it lies outside the kernel's ephemeral range, so neither a later pick nor an outgoing
+    connection of this machine (the API server's to etcd, the operator's to the API server)
+    takes it before the child binds it. bind(0)-then-close gives no such promise: CI once gave
+    the operator's metrics and health-probe listeners the same port, and every cluster test
+    errored.
+    """
+
+    def __init__(self, pool: Sequence[int] | None = None) -> None:
+        if pool is None:
+            eph = _ephemeral_range()
+            share, shares = _xdist_share()
+            pool = [p for p in range(10000, 65536) if p not in eph and p % shares == share]
+        self.pool = list(pool)
+        self.issued: set[int] = set()
+        self._rng = random.Random()
+
+    def _candidates(self) -> Iterator[int]:
+        # Random tries first (cheap while the pool is mostly unused), then every port left.
+        if self.pool:
+            for _ in range(64):
+                yield self._rng.choice(self.pool)
+        rest = [p for p in self.pool if p not in self.issued]
+        self._rng.shuffle(rest)
+        yield from rest
+
+    def __call__(self) -> int:
+        for port in self._candidates():
+            if port in self.issued:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self.issued.add(port)
+            return port
+        raise ControlPlaneError(
+            f"no free loopback port left among {len(self.pool)} candidates "
+            f"({len(self.issued)} already handed out by this process)"
+        )
+
+
+free_port = PortPicker()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
