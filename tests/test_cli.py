@@ -44,6 +44,36 @@ def test_each_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> No
         assert action.help, f"{verb} {action.option_strings or action.dest} has no help"
 
 
+def test_validate_help_states_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate --help` says when it exits 0, 1 and 2, and that --strict fails on warnings."""
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    text = capsys.readouterr().out
+    status = text[text.index("exit status:"):].splitlines()
+    codes = [line.split()[0] for line in status[1:] if line.startswith("  ") and
+             line.split()[0].isdigit()]
+    assert codes == ["0", "1", "2"], status
+    block = "\n".join(status)
+    one = block[block.index("\n  1 "):block.index("\n  2 ")]  # exit 1, over its lines
+    assert "--strict" in one and "warning" in one, one
+    assert "  --strict " in text
+
+
+def test_validate_strict_exit_status_from_the_console_script(tmp_path: Path) -> None:
+    """The installed `meshray validate` exits 0 on a warning and 1 with --strict, and says how
+    many warnings it found on stderr."""
+    f = tmp_path / "permissive.yaml"
+    f.write_text("mtls:\n  mode: PERMISSIVE\n")
+    plain = run("validate", str(f))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "[peerauth-permissive]" not in plain.stdout  # validate's format, not audit's
+    assert "audit peerauth-permissive on PeerAuthentication/" in plain.stdout
+    strict = run("validate", "--strict", str(f))
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert strict.stdout == plain.stdout
+    assert "0 error(s), 2 warning(s)" in strict.stderr
+
+
 def test_no_command_is_a_usage_error() -> None:
     res = run()
     assert res.returncode == 2

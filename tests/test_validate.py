@@ -515,3 +515,106 @@ def test_every_chart_problem_is_its_own_line(tmp_path: Path,
     assert main(["validate", str(f)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split(": ")[1] for ln in lines] == ["ports.maxWorkerPort", "ports.objectManager"]
+
+
+# ------------------------------------------------------- the audit's warnings and --strict
+
+# Ambient pods run no sidecar, so validate's own worker-port warning stays quiet; the audit
+# still warns about a range above its 1000-port limit: the only warnings come from the audit.
+AUDIT_ONLY_WARNING = ("mesh:\n  dataplane: ambient\nports:\n  maxWorkerPorts: 1100\n"
+                      "  maxWorkerPort: 11051\n")
+
+
+def test_audit_warnings_on_the_render_reach_the_user(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A render the audit warns about (and validate's own checks do not) shows each finding as
+    a warning naming its check and object; it exits 0, and 1 with --strict, which also keeps
+    no --output-dir render of it."""
+    f = tmp_path / "wide.yaml"
+    f.write_text(AUDIT_ONLY_WARNING)
+    out = tmp_path / "rendered"
+    assert main(["validate", "-o", str(out), str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines, "the audit's worker-range-large warning was dropped"
+    prefix = f"{f}: warning: (render): audit worker-range-large on RayCluster/meshray "
+    assert all(line.startswith(prefix) for line in lines), lines
+    assert {line[len(prefix):].split(":")[0] for line in lines} == {
+        "spec.headGroupSpec.rayStartParams.max-worker-port",
+        "spec.workerGroupSpecs[0].rayStartParams.max-worker-port"}, lines
+    assert all(line.endswith("(got 1050)") for line in lines), lines
+    # the same findings as `meshray audit` on the render validate judged
+    assert main(["audit", "--min-severity", "warning", str(out)]) == 0
+    audited = capsys.readouterr().out.splitlines()
+    assert len(audited) == len(lines)
+    assert all("[worker-range-large]" in line for line in audited), audited
+
+    assert main(["validate", "--strict", "-o", str(out), str(f)]) == 1
+    assert capsys.readouterr().out.splitlines() == lines
+    assert not (out / "wide.yaml").exists()  # it fails now: no render left for kubectl apply
+
+
+def test_audit_warning_beside_validates_own(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A PERMISSIVE port exception warns twice: on the values key, and as the audit's
+    peerauth-permissive finding on the PeerAuthentication the chart renders for it."""
+    f = tmp_path / "exception.yaml"
+    f.write_text("mtls:\n  portLevelMtls:\n    - {port: 8080, mode: PERMISSIVE}\n")
+    assert main(["validate", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["mtls.portLevelMtls[0].mode", "(render)"]
+    assert lines[1].startswith(f"{f}: warning: (render): audit peerauth-permissive on "
+                               "PeerAuthentication/meshray spec.portLevelMtls.8080.mode: ")
+    assert lines[1].endswith('(got "PERMISSIVE")'), lines
+
+
+def test_strict_fails_on_validates_own_warnings_too(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Too few worker ports for 8 CPUs is validate's warning alone (the audit has no sizing
+    check): exit 0, and 1 with --strict."""
+    f = tmp_path / "small.yaml"
+    f.write_text("ports:\n  maxWorkerPort: 10005\nworkerDefaults:\n  resources:\n"
+                 "    limits: {cpu: '8'}\n    requests: {cpu: '8'}\n")
+    assert main(["validate", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith(f"{f}: warning: ports.maxWorkerPort: ")
+                         for line in lines), lines
+    assert main(["validate", "--strict", str(f)]) == 1
+    assert capsys.readouterr().out.splitlines() == lines
+
+
+def test_strict_passes_a_clean_file_and_hides_audit_info(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The chart defaults, and values whose render gets only an info finding (mtls off: no
+    PeerAuthentication applies, peerauth-none), print nothing and exit 0 even with --strict."""
+    assert main(["validate", "--strict"]) == 0
+    assert capsys.readouterr().out == ""
+    f = tmp_path / "no-mtls.yaml"
+    f.write_text("mtls:\n  enabled: false\n")
+    out = tmp_path / "rendered"
+    assert main(["validate", "--strict", "-o", str(out), str(f)]) == 0
+    assert capsys.readouterr().out == ""
+    # the info finding is there, in the render validate judged; validate only hides it
+    assert main(["audit", str(out)]) == 0
+    assert "[peerauth-none]" in capsys.readouterr().out
+
+
+def test_any_audit_warning_passes_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """validate passes on every error and warning finding, whatever its check (checks added
+    later included), with the finding's own severity, and no info finding."""
+    from meshray import audit
+
+    def findings(*_: object, **__: object) -> list[audit.Finding]:
+        return [audit.Finding(severity, f"new-{severity}-check", "Service", "default", "svc",
+                              "spec.ports[0]", value, f"{severity} message", "a fix")
+                for severity, value in ((audit.WARNING, 7), (audit.INFO, 8),
+                                        (audit.ERROR, None))]
+
+    monkeypatch.setattr(audit, "audit", findings)
+    f = tmp_path / "v.yaml"
+    f.write_text("{}\n")
+    assert main(["validate", str(f)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{f}: warning: (render): audit new-warning-check on Service/svc spec.ports[0]: "
+        "warning message (got 7)",
+        f"{f}: (render): audit new-error-check on Service/svc spec.ports[0]: error message"]

@@ -1,7 +1,8 @@
 """``meshray``: validate values, render the chart, audit manifests, generate schema and docs.
 
-Exit status: 0 success, 1 problems found (validation errors, error findings, drift), 2 the
-command could not run (bad arguments, unreadable or malformed input, missing helm).
+Exit status: 0 success, 1 problems found (validation errors, error findings, drift, and with
+``validate --strict`` any warning), 2 the command could not run (bad arguments, unreadable or
+malformed input, missing helm).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 warnings += 1
         if file in outputs:
-            _keep_render(outputs[file], checked)
+            _keep_render(outputs[file], checked, args.strict)
     summary = f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)"
     if outputs:
         summary += f"; renders in {args.output_dir}"
@@ -79,7 +80,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     print(summary, file=sys.stderr)
-    return PROBLEMS if errors else OK
+    return PROBLEMS if errors or (args.strict and warnings) else OK
 
 
 def _render_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, Path]:
@@ -99,12 +100,14 @@ def _render_outputs(args: argparse.Namespace, files: list[str]) -> dict[str, Pat
     return outputs
 
 
-def _keep_render(dest: Path, checked: Checked) -> None:
+def _keep_render(dest: Path, checked: Checked, strict: bool) -> None:
     """Write the render validate judged; never leave an older render of a file that now fails
-    (a later `meshray audit DIR` or `kubectl apply` would take it for the current one)."""
+    (a later `meshray audit DIR` or `kubectl apply` would take it for the current one). With
+    ``strict`` a warning fails the file too."""
     from .validate import ERROR
 
-    if checked.rendered is not None and not any(p.severity == ERROR for p in checked.problems):
+    fails = [p for p in checked.problems if strict or p.severity == ERROR]
+    if checked.rendered is not None and not fails:
         dest.write_text(checked.rendered, encoding="utf-8")
     else:
         dest.unlink(missing_ok=True)
@@ -235,7 +238,8 @@ Every Ray port must be pinned, declared in a headless Service with the right app
 and reachable at a Pod FQDN; meshray checks and renders exactly that."""
 
 _EPILOG = """\
-exit status: 0 ok, 1 problems found (errors, error findings, drift), 2 could not run.
+exit status: 0 ok, 1 problems found (errors, error findings, drift; validate --strict: any
+warning too), 2 could not run.
 examples:
   meshray validate values-examples/*.yaml
   meshray validate -o rendered/ my-values.yaml && meshray audit rendered/
@@ -272,17 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
         description=_para("Check each values file (layered over the chart's values.yaml, as helm "
         "does) against values.schema.yamale, then render the chart with it so the chart's "
         "`fail` checks surface too, and audit that render. Problems print as `file: key.path: "
-        "problem (got value)`. Also warns about legal but risky choices: a worker range likely "
-        "too small for a group's CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS. "
+        "problem (got value)`, warnings as `file: warning: key.path: problem (got value)`. "
+        "Warns about legal but risky choices: a worker range likely too small for a group's "
+        "CPUs, an exposed dashboard or Ray Client, PERMISSIVE mTLS. The audit's errors and "
+        "warnings on the render have `(render)` as key path and `audit <check> on Kind/name "
+        "key: message` as problem; its info findings stay hidden (meshray audit shows them). "
         "helm runs once per file; --output-dir keeps that render."),
-        epilog="exit status: 1 when any file has an error (warnings alone exit 0).")
+        epilog="exit status:\n"
+        "  0  no errors (warnings alone exit 0, unless --strict)\n"
+        "  1  any file has an error (schema, chart check, or audit error on the render), or\n"
+        "     with --strict any warning (validate's own or the audit's)\n"
+        "  2  could not run: bad arguments, no chart or schema, no helm")
     p.add_argument("values", nargs="*", metavar="VALUES",
                    help="values files (default: the chart's own values.yaml)")
     p.add_argument("--no-render", action="store_true",
                    help="schema check only; skip helm and the chart's `fail` checks")
     p.add_argument("-o", "--output-dir", metavar="DIR",
                    help="also write each file's render, the one validate judged, to "
-                   "DIR/<file stem>.yaml (helm runs once per file; files with errors get none)")
+                   "DIR/<file stem>.yaml (helm runs once per file; a file that fails gets none)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on any warning too, validate's own or the audit's (and keep "
+                   "no --output-dir render of a file that warns)")
     p.add_argument("--release", default="meshray", help="release name (default: %(default)s)")
     p.add_argument("-n", "--namespace", default="default",
                    help="namespace (default: %(default)s)")

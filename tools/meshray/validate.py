@@ -1,4 +1,5 @@
-"""Validate values files: the yamale schema, then the chart's own ``fail`` checks, then warnings.
+"""Validate values files: the yamale schema, then the chart's own ``fail`` checks, then warnings
+and the audit's errors and warnings on the render.
 
 Every problem prints as ``file: key.path: problem (got value)``. A values file is checked as
 helm sees it: layered over the chart's ``values.yaml`` (maps merge, lists replace, null
@@ -374,7 +375,7 @@ def worker_demand(cpus: float) -> int:
 def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Manifest],
              opts: Options) -> list[Problem]:
     """Legal but risky choices, blamed on the values key that makes them, then the audit's
-    errors on the rendered objects."""
+    errors and warnings on the rendered objects (its info findings stay hidden)."""
     out: list[Problem] = []
     mtls = values.get("mtls") or {}
     if mtls.get("enabled") and mtls.get("mode") in {"PERMISSIVE", "DISABLE"}:
@@ -400,11 +401,22 @@ def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Mani
                            "runs arbitrary code for whoever connects", True, WARNING))
     out += _worker_range_warnings(file, values, objs)
     out += _mesh_cost_warnings(file, values, objs)
-    for f in audit_mod.audit(objs, namespace=opts.namespace):
-        if f.severity == audit_mod.ERROR:
-            out.append(Problem(file, "(render)", f"audit {f.check} on {f.kind}/{f.name} {f.key}: "
-                               f"{f.message}", f.value))
+    out += [audit_problem(file, f) for f in audit_mod.audit(objs, namespace=opts.namespace)
+            if f.severity in _AUDIT_SEVERITY]
     return out
+
+
+# The audit's severities validate reports, as its own; info findings are not shown.
+_AUDIT_SEVERITY = {audit_mod.ERROR: ERROR, audit_mod.WARNING: WARNING}
+
+
+def audit_problem(file: str, f: audit_mod.Finding) -> Problem:
+    """An error or warning finding on the render, naming its check and object so `meshray
+    audit` on the render (``validate -o``) finds the same finding."""
+    # the audit leaves value None when it has none to show, as Problem's _MISSING does
+    value = _MISSING if f.value is None else f.value
+    return Problem(file, "(render)", f"audit {f.check} on {f.kind}/{f.name} {f.key}: "
+                   f"{f.message}", value, _AUDIT_SEVERITY[f.severity])
 
 
 def _worker_ports_key(values: Mapping[str, Any]) -> tuple[str, Any]:
