@@ -13,14 +13,17 @@ import meshray
 from meshray.audit import CHECKS, registry
 from test_audit_ambient import CASES as AMBIENT
 from test_audit_authz import CASES as AUTHZ
+from test_audit_capture import CASES as CAPTURE
 from test_audit_cluster import CASES as CLUSTER
 from test_audit_gatewayapi import CASES as GATEWAYAPI
+from test_audit_identity import CASES as IDENTITY
 from test_audit_ingress import CASES as INGRESS
 from test_audit_inputs import CASES as INPUTS
 from test_audit_nodeip import CASES as NODEIP
 from test_audit_peerauth import CASES as PEERAUTH
 from test_audit_pods import CASES as PODS
 from test_audit_protocols import CASES as PROTOCOLS
+from test_audit_restricted import CASES as RESTRICTED
 from test_audit_support import base, run
 from test_audit_versions import CASES as VERSIONS
 
@@ -43,6 +46,7 @@ PUBLISHED = [
     ("authz-port-denied", "error"), ("authz-any-source", "warning"),
     ("authz-dashboard-open", "error"), ("authz-http-on-tcp", "error"),
     ("netpol-port-blocked", "error"),
+    ("identity-default-service-account", "error"), ("identity-shared-service-account", "error"),
     ("ingress-service-missing", "error"), ("ingress-port-missing", "error"),
     ("ingress-protocol-mismatch", "error"), ("ingress-exposes-ray", "warning"),
     ("route-service-missing", "error"), ("route-port-missing", "error"),
@@ -50,8 +54,13 @@ PUBLISHED = [
     ("route-exposes-ray", "warning"),
     ("ambient-with-sidecar", "error"), ("waypoint-missing", "warning"),
     ("waypoint-wrong-class", "error"), ("waypoint-for-mismatch", "error"),
+    ("mesh-capture-override", "error"),
     ("pod-port-undeclared", "error"), ("pod-stale-flags", "error"), ("pod-node-ip", "error"),
     ("pod-command-unreadable", "error"),
+    ("pod-privileged", "error"), ("pod-capabilities", "error"), ("pod-root", "error"),
+    ("pod-proxy-uid", "error"), ("pod-privilege-escalation", "error"),
+    ("pod-host-namespace", "error"), ("pod-host-path", "error"), ("pod-unconfined", "error"),
+    ("pod-unsafe-sysctl", "error"), ("pod-proc-mount", "error"), ("pod-host-process", "error"),
     ("duplicate-object", "info"),
 ]
 
@@ -71,8 +80,8 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + INGRESS + GATEWAYAPI
-             + AMBIENT + PODS + INPUTS)
+    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + IDENTITY + INGRESS
+             + GATEWAYAPI + AMBIENT + CAPTURE + PODS + RESTRICTED + INPUTS)
     assert {c for c, _, _ in cases} == set(CHECKS)
 
 

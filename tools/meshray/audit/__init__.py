@@ -8,11 +8,15 @@ Layout: one module per family of checks, each declaring its checks (id, severity
 catches) next to the code that reports them: ``cluster`` (a RayCluster's ports and its
 headless Service), ``protocols`` (one protocol per pod port across Services and Sidecars),
 ``nodeip``, ``versions``, ``peerauth``, ``authz`` (AuthorizationPolicies, NetworkPolicies),
-``ingress``, ``gatewayapi`` (Gateway API routes), ``ambient`` (ambient enrolment, waypoints),
-``pods`` (running Pods, read by
-``--cluster``), ``inputs`` (duplicates).
+``identity`` (the Ray identity a policy admits, shared with other workloads), ``ingress``,
+``gatewayapi`` (Gateway API routes), ``ambient`` (ambient enrolment, waypoints), ``capture``
+(Istio labels and annotations that switch the mesh off around Ray pods), ``pods`` (running
+Pods, read by ``--cluster``), ``restricted`` (Ray pods beyond the restricted Pod Security
+Standard), ``inputs`` (duplicates).
 ``registry`` assembles them and fixes the run order, ``engine`` runs them, ``findings`` holds
-what a finding is and the text and JSON formats. Callers use only the names below.
+what a finding is and the text and JSON formats; ``raypods`` gives the pod-level families each
+Ray pod template and running Ray Pod, ``acknowledge`` reads the risks a RayCluster acknowledges
+(``meshray.io/acknowledged``). Callers use only the names below.
 """
 
 from .engine import audit

@@ -51,7 +51,9 @@ def _meta(obj: Any, part: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
 
 
-def _sidecar_asks(labels: dict[str, str], annotations: dict[str, str]) -> list[str]:
+def sidecar_asks(labels: dict[str, str], annotations: dict[str, str]) -> list[str]:
+    """What in a pod's labels and annotations asks for an istio-proxy sidecar, as
+    ``labels.<key>`` / ``annotations.<key>``."""
     asks = [f"labels.{k}" for k, v in labels.items()
             if k == "sidecar.istio.io/inject" and v.lower() == "true"]
     asks += [f"annotations.{k}" for k in annotations
@@ -92,7 +94,7 @@ def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
         labels = _meta(g.template, "labels")
         annotations = _meta(g.template, "annotations")
         if labels.get(DATAPLANE) == "ambient":
-            for ask in _sidecar_asks(labels, annotations):
+            for ask in sidecar_asks(labels, annotations):
                 ctx.add(AMBIENT_WITH_SIDECAR, m, f"{g.path}.template.metadata.{ask}",
                         labels.get(ask.split(".", 1)[1]) or annotations.get(ask.split(".", 1)[1]),
                         f"{g.name}'s pods are labelled {DATAPLANE}: ambient and also ask for "

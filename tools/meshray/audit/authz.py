@@ -219,6 +219,72 @@ def _policies(ctx: Context) -> list[Policy]:
     return [Policy(m, m.namespace(ctx.namespace)) for m in ctx.authz]
 
 
+def allow_policies(ctx: Context, c: Cluster, g: Group) -> list[Policy]:
+    """The ALLOW AuthorizationPolicies of the input that apply to a group's pods."""
+    return [p for p in _policies(ctx) if p.action == "ALLOW" and p.applies(ctx, c, g)]
+
+
+def _value_matches(pattern: str, value: str) -> bool:
+    """Istio's string match of ``principals``/``namespaces`` entries: exact, ``prefix*``,
+    ``*suffix`` or ``*`` (any)."""
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    return value == pattern
+
+
+def principal_matches(pattern: str, namespace: str, service_account: str) -> bool:
+    """A ``principals`` entry matches ``<trust domain>/ns/<namespace>/sa/<service_account>``.
+
+    The trust domain is not in the input: the one the entry names is taken as the mesh's
+    (istiod also maps ``cluster.local`` and the trust domain aliases onto it)."""
+    tail = f"/ns/{namespace}/sa/{service_account}"
+    head = pattern.lstrip("*").split("/", 1)[0]
+    domain = head if head and not pattern.startswith("*") else "cluster.local"
+    if pattern.endswith("*") and "/" not in pattern:
+        return True  # a prefix of the trust domain alone: some trust domain matches
+    return _value_matches(pattern, domain + tail)
+
+
+def names_principal(rule: dict[str, Any], namespace: str, service_account: str) -> bool:
+    """A rule admits that service account by naming it: a ``from`` source whose
+    ``principals`` (exactly, or by a prefix or suffix wildcard, not the bare ``*`` that admits
+    every peer) match it and whose ``notPrincipals``, ``namespaces`` and ``notNamespaces`` and
+    the rule's ``when`` conditions on ``source.principal``/``source.namespace`` do not exclude
+    it. Other source fields (IP blocks) are assumed to match."""
+    def ok(patterns: list[str], value: str, by: Any) -> bool:
+        return not patterns or any(by(p, value) for p in patterns)
+
+    def hit(patterns: list[str], value: str, by: Any) -> bool:
+        return any(by(p, value) for p in patterns)
+
+    def principal(p: str, _: str) -> bool:
+        return principal_matches(p, namespace, service_account)
+
+    for cond in _list(rule.get("when")):
+        cond = _dict(cond)
+        key = str(cond.get("key") or "")
+        by = principal if key == "source.principal" else (
+            _value_matches if key == "source.namespace" else None)
+        if by is None:
+            continue
+        if not ok(_strs(cond.get("values")), namespace, by) or hit(
+                _strs(cond.get("notValues")), namespace, by):
+            return False
+    for f in _list(rule.get("from")):
+        src = _dict(_dict(f).get("source"))
+        named = [p for p in _strs(src.get("principals")) if p != "*"]
+        if (hit(named, namespace, principal)
+                and not hit(_strs(src.get("notPrincipals")), namespace, principal)
+                and ok(_strs(src.get("namespaces")), namespace, _value_matches)
+                and not hit(_strs(src.get("notNamespaces")), namespace, _value_matches)):
+            return True
+    return False
+
+
 def _groups(ctx: Context) -> Iterator[tuple[Cluster, Manifest, Group]]:
     for c, m in ctx.clusters:
         for g in c.groups:

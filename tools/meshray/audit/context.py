@@ -26,6 +26,8 @@ class Context:
     netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
     gateway_api: list[Manifest] = field(default_factory=list)  # routes, ReferenceGrants
     gateways: list[Manifest] = field(default_factory=list)  # Gateway API Gateways (waypoints)
+    # what else runs pods (Deployments, Jobs, RayJobs, other Pods...): whose identity they use
+    workloads: list[Manifest] = field(default_factory=list)
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:

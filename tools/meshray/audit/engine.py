@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from ..manifests import Manifest
 from ..raymodel import cluster_from, is_raycluster
 from ..services import Service, is_service
-from . import ambient, authz, gatewayapi, ingress, inputs, pods, protocols, registry
+from . import ambient, authz, gatewayapi, identity, ingress, inputs, pods, protocols, registry
 from .context import Context
 from .findings import RANK, Finding
 
@@ -32,6 +32,8 @@ def audit(manifests: Sequence[Manifest], namespace: str = "default",
             ctx.gateways.append(m)
         elif pods.is_ray_pod(m):
             ctx.pods.append(m)
+        elif identity.is_workload(m):
+            ctx.workloads.append(m)
         elif protocols.is_sidecar(m):
             ctx.sidecars.append(m)
         elif authz.is_authz(m):

@@ -13,22 +13,25 @@ from ..raymodel import Cluster
 from . import (
     ambient,
     authz,
+    capture,
     cluster,
     gatewayapi,
+    identity,
     ingress,
     inputs,
     nodeip,
     peerauth,
     pods,
     protocols,
+    restricted,
     versions,
 )
 from .context import Context
 from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, ingress, gatewayapi, ambient,
-            pods, inputs)
+FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, identity, ingress, gatewayapi,
+            ambient, capture, pods, restricted, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -52,8 +55,11 @@ PER_CLUSTER: tuple[ClusterCheck, ...] = (
 ACROSS_INPUT: tuple[InputCheck, ...] = (
     peerauth.check,
     authz.check,
+    identity.check,
     ingress.check,
     gatewayapi.check,
     ambient.check,
+    capture.check,
     pods.check,
+    restricted.check,
 )

@@ -1,0 +1,182 @@
+"""The Ray identity an AuthorizationPolicy admits, shared with other workloads.
+
+An ALLOW policy that admits a RayCluster's own principal
+(``<trust domain>/ns/<namespace>/sa/<serviceAccountName>``) to its GCS and raylets trusts
+every pod that runs as that ServiceAccount to run code on the cluster. That holds only while
+the ServiceAccount is the cluster's alone. It is not when the Ray pods run as the namespace's
+``default`` ServiceAccount (an empty or missing ``serviceAccountName``: every pod of the
+namespace that names none runs as it), or when another workload of the input in the same
+namespace runs as the same one (Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets,
+Jobs, CronJobs, other RayClusters, RayJobs, RayServices).
+
+Without such a policy there is nothing to report: whom the mesh admits is what this family
+is about (the ``authz`` family reports policies that admit any source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..manifests import Manifest
+from ..raymodel import Cluster, Group
+from . import acknowledge, authz
+from .context import Context
+from .findings import ERROR, Check
+from .raypods import as_dict, as_list, strings
+
+IDENTITY_DEFAULT_SA = Check(
+    "identity-default-service-account", ERROR,
+    "Ray pods run as the namespace's default ServiceAccount, which an ALLOW policy admits")
+IDENTITY_SHARED_SA = Check(
+    "identity-shared-service-account", ERROR,
+    "another workload runs as the ServiceAccount an ALLOW policy admits to the Ray pods")
+
+CHECKS = (IDENTITY_DEFAULT_SA, IDENTITY_SHARED_SA)
+
+DEFAULT = "default"
+# kind -> (API group, paths from the object to each pod spec it runs)
+WORKLOADS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "Pod": ("", ((),)),
+    "Deployment": ("apps", (("template",),)),
+    "StatefulSet": ("apps", (("template",),)),
+    "DaemonSet": ("apps", (("template",),)),
+    "ReplicaSet": ("apps", (("template",),)),
+    "Job": ("batch", (("template",),)),
+    "CronJob": ("batch", (("jobTemplate", "spec", "template"),)),
+    "RayJob": ("ray.io", ()),  # its submitter: below
+    "RayService": ("ray.io", ()),
+}
+# where a RayJob and a RayService hold the RayCluster spec they create
+EMBEDDED_CLUSTER = {"RayJob": "rayClusterSpec", "RayService": "rayClusterConfig"}
+
+
+def is_workload(m: Manifest) -> bool:
+    """An object that runs pods, other than a RayCluster or a Ray Pod (sorted elsewhere)."""
+    known = WORKLOADS.get(m.kind)
+    return known is not None and m.api_group == known[0]
+
+
+def service_account(pod_spec: Any) -> str:
+    """The ServiceAccount a pod spec runs as (``serviceAccount`` is the deprecated alias)."""
+    spec = as_dict(pod_spec)
+    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or DEFAULT)
+
+
+def _cluster_specs(spec: dict[str, Any]) -> Iterator[Any]:
+    """The pod specs of a RayCluster spec: the head's, then each worker group's."""
+    yield as_dict(as_dict(spec.get("headGroupSpec")).get("template")).get("spec")
+    for w in as_list(spec.get("workerGroupSpecs")):
+        yield as_dict(as_dict(w).get("template")).get("spec")
+
+
+def pod_specs(m: Manifest) -> Iterator[Any]:
+    """Every pod spec an object runs."""
+    spec = as_dict(m.obj.get("spec"))
+    if m.kind == "RayCluster":
+        yield from _cluster_specs(spec)
+        return
+    if m.kind == "Pod":
+        yield spec
+        return
+    for path in WORKLOADS.get(m.kind, ("", ()))[1]:
+        node: Any = spec
+        for step in path:
+            node = as_dict(node).get(step)
+        yield as_dict(node).get("spec")
+    if m.kind == "RayJob" and str(spec.get("submissionMode") or "K8sJobMode") == "K8sJobMode":
+        # KubeRay's submitter Job: its template, else one that names no ServiceAccount
+        # (common/job.go GetSubmitterTemplate, v1.7.0)
+        yield as_dict(spec.get("submitterPodTemplate")).get("spec")
+    embedded = spec.get(EMBEDDED_CLUSTER.get(m.kind, ""))
+    if isinstance(embedded, dict):
+        yield from _cluster_specs(embedded)
+
+
+def _others(ctx: Context, c: Cluster, sa: str) -> list[str]:
+    """``Kind/name`` of the input's other workloads in the cluster's namespace running as
+    ``sa``; running Ray Pods stand for their RayCluster."""
+    out: list[str] = []
+    for other_c, m in ctx.clusters:
+        if other_c.namespace == c.namespace and other_c.name != c.name and any(
+                service_account(s) == sa for s in pod_specs(m)):
+            out.append(f"RayCluster/{m.name}")
+    for m in ctx.pods:
+        owner = strings(as_dict(m.obj.get("metadata")).get("labels")).get("ray.io/cluster", "")
+        if (m.namespace(ctx.namespace) == c.namespace and owner != c.name
+                and service_account(m.obj.get("spec")) == sa):
+            out.append(f"RayCluster/{owner}")
+    for m in ctx.workloads:
+        if m.namespace(ctx.namespace) == c.namespace and any(
+                service_account(s) == sa for s in pod_specs(m)):
+            out.append(f"{m.kind}/{m.name}")
+    return list(dict.fromkeys(out))
+
+
+def _admitting(ctx: Context, c: Cluster, groups: list[Group], sa: str
+               ) -> tuple[list[str], str]:
+    """Names of the ALLOW policies admitting ``sa`` to the groups' Ray ports, and the
+    principal as the first of them writes it."""
+    names: list[str] = []
+    shown = ""
+    for g in groups:
+        ports = set(authz.ray_ports(g))
+        for p in authz.allow_policies(ctx, c, g):
+            for _, rule in p.rules():
+                if authz.names_principal(rule, c.namespace, sa) and authz.rule_ports(
+                        rule, ports):
+                    names.append(p.manifest.name)
+                    shown = shown or _principal(rule, c.namespace, sa)
+    return list(dict.fromkeys(names)), shown
+
+
+def _principal(rule: dict[str, Any], namespace: str, sa: str) -> str:
+    for f in as_list(rule.get("from")):
+        for p in as_list(as_dict(as_dict(f).get("source")).get("principals")):
+            if str(p) != "*" and "*" not in str(p) and authz.principal_matches(
+                    str(p), namespace, sa):
+                return str(p)
+    return f"cluster.local/ns/{namespace}/sa/{sa}"
+
+
+def check(ctx: Context) -> None:
+    """Per RayCluster and ServiceAccount of its groups: admitted, and shared?"""
+    for c, m in ctx.clusters:
+        by_sa: dict[str, list[Group]] = {}
+        for g in c.groups:
+            by_sa.setdefault(service_account(g.template.get("spec")), []).append(g)
+        for sa, groups in by_sa.items():
+            policies, principal = _admitting(ctx, c, groups, sa)
+            if not policies:
+                continue
+            others = _others(ctx, c, sa)
+            if sa != DEFAULT and not others:
+                continue
+            _report(ctx, m, c, groups, sa, principal, policies, others)
+
+
+def _report(ctx: Context, m: Manifest, c: Cluster, groups: list[Group], sa: str,
+            principal: str, policies: list[str], others: list[str]) -> None:
+    who = " and ".join("the head group" if g.is_head else f"worker group {g.name}"
+                       for g in groups)
+    run = "runs" if len(groups) == 1 else "run"
+    admitted = (f"AuthorizationPolicy {', '.join(policies)} admits that principal, "
+                f"{principal}, to the GCS and raylets, where a caller runs code on the cluster")
+    listed = f"in the input: {', '.join(others)}" if others else ""
+    severity, note = acknowledge.severity(ctx, m, acknowledge.SHARED_IDENTITY)
+    if sa == DEFAULT:
+        check = IDENTITY_DEFAULT_SA
+        message = (f"{who} {run} as namespace {c.namespace}'s default ServiceAccount "
+                   f"(serviceAccountName unset or default); {admitted}, so every Pod of "
+                   f"namespace {c.namespace} that names no other ServiceAccount is admitted too"
+                   + (f" ({listed})" if listed else ""))
+    else:
+        check = IDENTITY_SHARED_SA
+        message = (f"{who} {run} as ServiceAccount {sa}; {admitted}, and other workloads run "
+                   f"as {sa} too ({listed}): they are admitted as well")
+    key = f"{groups[0].path}.template.spec.serviceAccountName"
+    ctx.add(check, m, key, principal, message + note,
+            "give the RayCluster's pods a ServiceAccount no other workload uses (and admit "
+            "only that principal); if sharing it is intended, acknowledge it with "
+            f"{acknowledge.ANNOTATION}: {acknowledge.SHARED_IDENTITY} on the RayCluster (the "
+            "chart writes it when the values acknowledge the risk)", severity=severity)

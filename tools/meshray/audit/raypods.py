@@ -1,0 +1,88 @@
+"""The Ray pods the pod-level families judge: each RayCluster group's pod template, and each
+running Ray Pod (``audit --cluster``), as one shape with where to report and what to call it.
+
+A running Pod also holds what admission added after the template: Istio's injector records
+the containers it injected in the annotation ``sidecar.istio.io/status`` (istio-proxy, and
+istio-init or istio-validation, run as uid 1337 or root by design), so the families judge
+only the containers the Pod's owner wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..manifests import Manifest
+from .context import Context
+
+INJECTION_STATUS = "sidecar.istio.io/status"  # the injector's record on an injected Pod
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def strings(value: Any) -> dict[str, str]:
+    """A labels or annotations mapping, keys and values as strings."""
+    return {str(k): "" if v is None else str(v) for k, v in as_dict(value).items()}
+
+
+@dataclass
+class RayPod:
+    manifest: Manifest  # what findings are reported on: the RayCluster, or the Pod
+    who: str  # "head group", "worker group cpu", "Pod demo-head-x (head of RayCluster demo)"
+    path: str  # key prefix of the pod template in ``manifest``: "spec.headGroupSpec.template."
+    template: dict[str, Any]  # {metadata, spec}
+    live: bool  # a running Pod, not a template
+    # containers KubeRay adds from elsewhere in the RayCluster: (name, key, securityContext)
+    extra_containers: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return strings(as_dict(self.template.get("metadata")).get("labels"))
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return strings(as_dict(self.template.get("metadata")).get("annotations"))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return as_dict(self.template.get("spec"))
+
+    def injected(self) -> set[str]:
+        """Names of the containers Istio's injector added to a running Pod."""
+        if not self.live:
+            return set()
+        try:
+            status = json.loads(self.annotations.get(INJECTION_STATUS, "") or "{}")
+        except ValueError:
+            return set()
+        status = as_dict(status)
+        return {str(n) for part in ("containers", "initContainers")
+                for n in as_list(status.get(part))}
+
+
+def ray_pods(ctx: Context) -> Iterator[RayPod]:
+    """Every group template of every RayCluster, then every running Ray Pod."""
+    for c, m in ctx.clusters:
+        for g in c.groups:
+            who = "head group" if g.is_head else f"worker group {g.name}"
+            pod = RayPod(m, who, f"{g.path}.template.", g.template, live=False)
+            autoscaler = as_dict(m.obj.get("spec")).get("autoscalerOptions")
+            security = as_dict(as_dict(autoscaler).get("securityContext"))
+            if g.is_head and security:
+                # KubeRay's autoscaler container on the head takes this securityContext
+                pod.extra_containers.append(
+                    ("autoscaler", "spec.autoscalerOptions.securityContext", security))
+            yield pod
+    for p in ctx.pods:
+        labels = strings(as_dict(p.obj.get("metadata")).get("labels"))
+        role = labels.get("ray.io/node-type") or "node"
+        who = f"Pod {p.name} ({role} of RayCluster {labels.get('ray.io/cluster', '')})"
+        yield RayPod(p, who, "", p.obj, live=True)
