@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from chart_support import REPO, Renderer
+from chart_support import CHART, REPO, Renderer
 from meshray.audit import audit
 from meshray.manifests import Manifest
 
@@ -184,10 +185,10 @@ def test_jwt_guards_the_dashboard_and_client_at_the_head(render_chart: Renderer)
     (ra,) = of(docs, "RequestAuthentication")
     assert ra["spec"]["jwtRules"][0]["audiences"] == ["ray-client"]
     (deny,) = [p for p in of(docs, "AuthorizationPolicy") if p["spec"]["action"] == "DENY"]
-    (rule,) = deny["spec"]["rules"]
-    assert rule["from"] == [{"source": {"notRequestPrincipals": ["*"]}}]
-    assert set(rule["to"][0]["operation"]["ports"]) == {str(listen["dashboard"]),
-                                                        str(listen["client"])}
+    rules = deny["spec"]["rules"]
+    assert all(r["from"] == [{"source": {"notRequestPrincipals": ["*"]}}] for r in rules)
+    assert sorted(p for r in rules for p in r["to"][0]["operation"]["ports"]) == sorted(
+        {str(listen["dashboard"]), str(listen["client"])})
 
 
 def test_off_by_default_and_nothing_of_the_gateway_api_renders(render_chart: Renderer) -> None:
@@ -280,3 +281,144 @@ def test_audit_names_each_broken_route(render_chart: Renderer) -> None:
     exposed = {(c, n) for c, _, n in _audit(unguarded)}
     assert exposed == {("route-exposes-ray", r["metadata"]["name"])
                        for r in of(docs, "HTTPRoute", "GRPCRoute")}
+
+
+# ---- values never reach YAML unquoted; JWT that holds (issue 19, parts 1 and 8) ---------------
+
+GRPC_EXAMPLE = REPO / "values-examples/gatewayapi-grpc-client.yaml"
+INJECTED = "\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: injected\n"
+# istiod names the deployment of Gateway <name> of class istio <name>-istio, and its account
+GATEWAY_SA = "cluster.local/ns/default/sa/ray-gwapi-client-gateway-istio"
+SUBMITTER = "cluster.local/ns/jobs/sa/submitter"
+NOTEBOOK = "cluster.local/ns/users/sa/notebook"
+OPERATOR = "cluster.local/ns/ray-system/sa/kuberay-operator"
+
+
+def helm_run(values: dict[str, Any], tmp_path: Path,
+             *sets: str) -> subprocess.CompletedProcess[str]:
+    """Raw `helm template m` (release namespace default) of the chart with one values file."""
+    f = tmp_path / "values.yaml"
+    f.write_text(yaml.safe_dump(values))
+    helm = os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
+    args = [a for s in sets for a in ("--set", s)]
+    return subprocess.run([helm, "template", "m", str(CHART), "-f", str(f), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def grpc_example() -> dict[str, Any]:
+    return dict(yaml.safe_load(GRPC_EXAMPLE.read_text()))
+
+
+def with_value(values: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(values)
+    node = out
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return out
+
+
+def refusal(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode != 0 and res.stdout == "", res.stdout[-1000:]
+    assert "execution error at (meshray/templates/validate.yaml" in res.stderr, res.stderr
+    return res.stderr
+
+
+@pytest.mark.parametrize(("key", "value", "pointer"), [
+    ("gatewayAPI.routes.dashboard.pathPrefix", "/ray" + INJECTED,
+     "/gatewayAPI/routes/dashboard/pathPrefix"),
+    ("gatewayAPI.auth.jwtIssuer", "https://auth.example.com" + INJECTED,
+     "/gatewayAPI/auth/jwtIssuer"),
+    ("gatewayAPI.auth.audiences", ["ray" + INJECTED], "/gatewayAPI/auth/audiences/0"),
+    ("gatewayAPI.https.certificateSecret", "tls" + INJECTED, "/gatewayAPI/https/certificateSecret"),
+])
+def test_a_yaml_document_in_a_value_is_refused_naming_the_key(
+        key: str, value: Any, pointer: str, tmp_path: Path) -> None:
+    assert helm_run(grpc_example(), tmp_path).returncode == 0  # control: the example renders
+    res = helm_run(with_value(grpc_example(), key, value), tmp_path)
+    assert res.returncode != 0 and res.stdout == ""
+    assert f"at '{pointer}'" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("name", ["null", "true", "0123"])
+def test_names_yaml_would_retype_arrive_as_strings(name: str, tmp_path: Path) -> None:
+    res = helm_run(with_value(grpc_example(), "gatewayAPI.https.certificateSecret", name), tmp_path)
+    assert res.returncode == 0, res.stderr
+    (gw,) = of([d for d in yaml.safe_load_all(res.stdout) if d], "Gateway")
+    assert {ln["tls"]["certificateRefs"][0]["name"] for ln in gw["spec"]["listeners"]} == {name}
+
+
+def test_path_prefix_with_reserved_characters_arrives_intact(tmp_path: Path) -> None:
+    prefix = "/ray:v1/a,b;c=d/@x/%41"
+    res = helm_run(with_value(grpc_example(), "gatewayAPI.routes.dashboard.pathPrefix", prefix),
+                   tmp_path)
+    assert res.returncode == 0, res.stderr
+    (route,) = of([d for d in yaml.safe_load_all(res.stdout) if d], "HTTPRoute")
+    assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == prefix
+
+
+def test_a_jwt_route_on_the_plain_http_listener_is_refused(tmp_path: Path) -> None:
+    err = refusal(helm_run(grpc_example(), tmp_path, "gatewayAPI.http.enabled=true"))
+    assert ('gatewayAPI.http.enabled: true puts the JWT-protected dashboard route '
+            '(gatewayAPI.auth.jwtIssuer="https://auth.example.com")') in err, err
+    assert "set gatewayAPI.http.enabled=false" in err
+    # Controls: without a JWT the HTTP listener renders and carries the dashboard route; with a
+    # JWT and only the (unguarded) Serve route it renders too.
+    res = helm_run(grpc_example(), tmp_path, "gatewayAPI.http.enabled=true",
+                   "gatewayAPI.auth.jwtIssuer=", "gatewayAPI.acknowledgeUnauthenticated=true")
+    assert res.returncode == 0, res.stderr
+    (gw,) = of([d for d in yaml.safe_load_all(res.stdout) if d], "Gateway")
+    assert "http-dashboard" in {ln["name"] for ln in gw["spec"]["listeners"]}
+    res = helm_run(grpc_example(), tmp_path, "gatewayAPI.http.enabled=true", "serve.enabled=true",
+                   "gatewayAPI.routes.dashboard.enabled=false",
+                   "gatewayAPI.routes.client.enabled=false",
+                   "gatewayAPI.routes.serve.enabled=true",
+                   "gatewayAPI.routes.serve.host=serve.example.com")
+    assert res.returncode == 0, res.stderr
+
+
+def test_an_issuer_without_audiences_is_refused_unless_acknowledged(tmp_path: Path) -> None:
+    values = grpc_example()
+    del values["gatewayAPI"]["auth"]["audiences"]
+    err = refusal(helm_run(values, tmp_path))
+    assert ('gatewayAPI.auth.audiences: []: gatewayAPI.auth.jwtIssuer="https://auth.example.com"'
+            in err), err
+    assert "gatewayAPI.auth.acknowledgeAnyAudience=true" in err
+    res = helm_run(values, tmp_path, "gatewayAPI.auth.acknowledgeAnyAudience=true")
+    assert res.returncode == 0, res.stderr
+    (ra,) = of([d for d in yaml.safe_load_all(res.stdout) if d], "RequestAuthentication")
+    assert "audiences" not in ra["spec"]["jwtRules"][0]
+
+
+def test_require_jwt_spares_the_listed_mesh_callers_not_the_gateway(tmp_path: Path) -> None:
+    res = helm_run(grpc_example(), tmp_path,
+                   f"mesh.authorizationPolicy.dashboardPrincipals={{{SUBMITTER}}}",
+                   f"mesh.authorizationPolicy.clientPrincipals={{{NOTEBOOK}}}",
+                   "gatewayAPI.authorizationPolicy.enabled=true",
+                   f"gatewayAPI.authorizationPolicy.extraPrincipals={{{OPERATOR}}}")
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    listen = ray_ports(docs)
+    (deny,) = [p for p in of(docs, "AuthorizationPolicy") if p["spec"]["action"] == "DENY"]
+    spared = {}
+    for rule in deny["spec"]["rules"]:
+        (port,) = rule["to"][0]["operation"]["ports"]
+        (src,) = rule["from"]
+        assert src["source"]["notRequestPrincipals"] == ["*"]
+        spared[int(port)] = set(src["source"].get("notPrincipals", []))
+    assert spared == {listen["dashboard"]: {SUBMITTER, OPERATOR},
+                      listen["client"]: {NOTEBOOK, OPERATOR}}
+    # The gateway's principal (admitted by the ALLOW policy) is spared nowhere.
+    allowed = {p for pol in of(docs, "AuthorizationPolicy") if pol["spec"]["action"] == "ALLOW"
+               for r in pol["spec"]["rules"] for f in r.get("from", [])
+               for p in f["source"].get("principals", [])}
+    assert GATEWAY_SA in allowed
+    assert all(GATEWAY_SA not in s for s in spared.values())
+
+
+def test_a_spared_principal_matching_the_gateway_is_refused(tmp_path: Path) -> None:
+    err = refusal(helm_run(grpc_example(), tmp_path, "gatewayAPI.authorizationPolicy.enabled=true",
+                           "gatewayAPI.authorizationPolicy.extraPrincipals={*-istio}"))
+    assert ('gatewayAPI.authorizationPolicy.extraPrincipals[0]: "*-istio" matches the '
+            f'gateway\'s own principal "{GATEWAY_SA}"') in err, err

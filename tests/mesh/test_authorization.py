@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from authz_support import (
     FRONTEND,
     GATEWAY,
@@ -272,3 +273,129 @@ def test_the_gateway_reaches_what_its_routes_reach(mesh: Mesh, gateway_policy: b
                 want.add(GATEWAY)
             assert r["got"][port] == want, (role, port, opener)
             assert admits(r["chains"][port], port, GATEWAY) == (GATEWAY in want)
+
+
+# --- the gateway's JWT (gateway.auth / gatewayAPI.auth) -------------------------------------
+
+JWT_USER = "https://auth.example.com/alice"  # a request principal: a valid JWT's iss/sub
+ISSUER = ("https://auth.example.com", "https://auth.example.com/jwks")
+AUTHN_KEYS = {"request.auth.principal", "source.principal"}
+
+
+def request_admits(pid: dict[str, Any], spiffe: str | None, jwt: str | None) -> bool:
+    """Envoy's principal trees for one request: the peer's mTLS identity (None: plaintext) and
+    the JWT's request principal Istio's authn filter writes into metadata (None: no JWT)."""
+    def leaf(node: dict[str, Any]) -> bool | None:
+        if "authenticated" in node:
+            return spiffe is not None and string_match(node["authenticated"]["principalName"],
+                                                       spiffe)
+        meta = node.get("metadata") or (node.get("sourcedMetadata") or {}).get("metadataMatcher")
+        if meta is None:
+            return None
+        assert meta["filter"] == "istio_authn", meta
+        (key,) = [p["key"] for p in meta["path"]]
+        assert key in AUTHN_KEYS, f"a metadata key this test does not read: {meta}"
+        have = jwt if key == "request.auth.principal" else (
+            spiffe.removeprefix("spiffe://") if spiffe else None)
+        value = meta["value"]
+        if "presentMatch" in value:
+            found = have is not None
+        else:
+            found = have is not None and string_match(value["stringMatch"], have)
+        return found != bool(meta.get("invert"))
+    return tree_admits(pid, leaf, ("orIds", "andIds", "ids", "notId"))
+
+
+def decision(fcs: list[dict[str, Any]], port: int, principal: str | None,
+             jwt: str | None) -> dict[str, bool]:
+    """Envoy's RBAC decision on every chain of a port for one request: `deny` (a DENY filter's
+    policy matches) and `allowed` (no DENY match, and every ALLOW filter has a matching policy)."""
+    spiffe = f"spiffe://{principal}" if principal else None
+    out = set()
+    for fc in fcs:
+        denied, allowed = False, True
+        for f in rbac_filters(fc):
+            rules = f.get("rules")
+            if not rules:
+                continue
+            hit = any(any(permission_admits(p, port) for p in pol["permissions"])
+                      and any(request_admits(i, spiffe, jwt) for i in pol["principals"])
+                      for pol in rules.get("policies", {}).values())
+            if rules.get("action", "ALLOW") == "DENY":
+                denied = denied or hit
+            else:
+                allowed = allowed and hit
+        out.add((denied, allowed and not denied))
+    assert len(out) == 1, f"port {port}: the chains disagree"
+    denied, allowed = out.pop()
+    return {"deny": denied, "allowed": allowed}
+
+
+def has_deny(chains: dict[int, list[dict[str, Any]]], port: int) -> bool:
+    return any(f.get("rules", {}).get("action") == "DENY"
+               for fc in chains.get(port, []) for f in rbac_filters(fc))
+
+
+OPERATOR = "cluster.local/ns/ray-system/sa/kuberay-operator"
+FRONTS = {
+    "gateway": ("gateway.enabled=true", "gateway.http.enabled=false",
+                "gateway.https.enabled=true", "gateway.https.credentialName=ray-tls"),
+    "gatewayAPI": ("gatewayAPI.enabled=true", "gatewayAPI.https.certificateSecret=ray-tls"),
+}
+
+
+@pytest.mark.parametrize("front", sorted(FRONTS))
+def test_require_jwt_spares_listed_mesh_callers_not_the_gateway(mesh: Mesh, front: str) -> None:
+    """The require-JWT DENY policy as istiod programs it at the head: the in-mesh callers the
+    values admit (dashboardPrincipals, clientPrincipals, <front>.authorizationPolicy.
+    extraPrincipals) reach their port without a JWT; the gateway's principal needs one.
+    Negative control: the DENY policy as the chart rendered it before (no notPrincipals),
+    applied to the same pods, denies the listed submitter without a JWT."""
+    ns = f"authz-jwt-{front.lower()}"
+    core = client.CoreV1Api(mesh.api)
+    pods = install(mesh, ns, "defaults", FRONTS[front] + sets(
+        f"{front}.routes.dashboard.enabled=true", f"{front}.routes.dashboard.host=ray.example.com",
+        f"{front}.routes.client.enabled=true", f"{front}.routes.client.host=client.example.com",
+        f"{front}.auth.jwtIssuer={ISSUER[0]}", f"{front}.auth.jwksUri={ISSUER[1]}",
+        f"{front}.auth.audiences={{ray}}", f"{front}.authorizationPolicy.enabled=true",
+        f"{front}.authorizationPolicy.extraPrincipals={{{OPERATOR}}}",
+        f"mesh.authorizationPolicy.dashboardPrincipals={{{SUBMITTER}}}",
+        f"mesh.authorizationPolicy.clientPrincipals={{{NOTEBOOK}}}"))
+    (head,) = [p for p in pods if p.metadata.labels["ray.io/node-type"] == "head"]
+    by_opener = {o: p for p, o in listening_ports(ray_start(core, head)).items()}
+    dash, cli = by_opener["dashboard-port"], by_opener["ray-client-server-port"]
+    if front == "gateway":
+        gateway = GATEWAY
+    else:  # istiod runs Gateway <name> of class istio as <name>-istio, with that account
+        manifest = Helm(HELMS["helm4"], mesh.kubeconfig).run("get", "manifest", "m", "-n", ns)
+        (gw,) = [d for d in yaml.safe_load_all(manifest.stdout) if d and d["kind"] == "Gateway"]
+        gateway = f"cluster.local/ns/{ns}/sa/{gw['metadata']['name']}-istio"
+    chains = wait_dump(mesh, head, lambda c: has_deny(c, dash) and has_deny(c, cli))
+    assert has_deny(chains, dash) and has_deny(chains, cli), "istiod sent no DENY filter"
+    stranger = f"cluster.local/ns/{ns}/sa/default"
+    spared = {dash: {SUBMITTER, OPERATOR}, cli: {NOTEBOOK, OPERATOR}}
+    for port, listed in spared.items():
+        for who in listed:  # listed in-mesh callers: no JWT needed
+            assert decision(chains[port], port, who, None) == {"deny": False, "allowed": True}, (
+                port, who)
+        # the gateway: denied without a JWT, admitted with one
+        assert decision(chains[port], port, gateway, None) == {"deny": True, "allowed": False}
+        assert decision(chains[port], port, gateway, JWT_USER) == {"deny": False,
+                                                                   "allowed": True}
+        # nobody else, JWT or not; a plaintext peer without a JWT is denied by the DENY rule
+        for who in ({SUBMITTER, NOTEBOOK} - listed) | {stranger}:
+            assert not decision(chains[port], port, who, JWT_USER)["allowed"], (port, who)
+        assert decision(chains[port], port, None, None)["deny"], port
+    # Negative control: the chart's old DENY rule (no source scope) on the same pods.
+    api = client.CustomObjectsApi(mesh.api)
+    (deny,) = [p for p in api.list_namespaced_custom_object(
+        "security.istio.io", "v1", ns, "authorizationpolicies")["items"]
+        if p["spec"].get("action") == "DENY"]
+    ports = [str(dash), str(cli)]
+    api.patch_namespaced_custom_object(
+        "security.istio.io", "v1", ns, "authorizationpolicies", deny["metadata"]["name"],
+        {"spec": {"rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}],
+                             "to": [{"operation": {"ports": ports}}]}]}})
+    chains = wait_dump(mesh, head, lambda c: decision(c[dash], dash, SUBMITTER, None)["deny"])
+    assert decision(chains[dash], dash, SUBMITTER, None) == {"deny": True, "allowed": False}
+    assert decision(chains[cli], cli, OPERATOR, None)["deny"]

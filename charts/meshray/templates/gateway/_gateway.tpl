@@ -73,3 +73,57 @@ Usage: include "meshray.frontRoutedPorts" (dict "ctx" $ "model" $m) | fromJsonAr
 {{- if $r.serve.enabled }}{{ $out = append $out (toString (int $p.serve)) }}{{ end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/*
+The in-mesh callers the values admit to a JWT-guarded head port, who reach it with their mTLS
+identity instead of a JWT (the require-JWT DENY rule leaves them out): per port kind
+("dashboard", "client"), a list of {key, principal}, key naming the values entry it came from.
+mesh.authorizationPolicy's lists count only while that policy is on, extraPrincipals only while
+the gateway's own policy is: an identity no ALLOW rule admits has nothing to be spared from.
+Usage: include "meshray.jwtExemptPrincipals" . | fromJson
+*/}}
+{{- define "meshray.jwtExemptPrincipals" -}}
+{{- $section := include "meshray.frontSection" . -}}
+{{- $gw := index .Values $section -}}
+{{- $mp := .Values.mesh.authorizationPolicy -}}
+{{- $out := dict "dashboard" (list) "client" (list) -}}
+{{- if $mp.enabled -}}
+{{- range $kind := list "dashboard" "client" -}}
+{{- range $i, $p := get $mp (printf "%sPrincipals" $kind) -}}
+{{- $_ := set $out $kind (append (get $out $kind) (dict "key" (printf "mesh.authorizationPolicy.%sPrincipals[%d]" $kind $i) "principal" $p)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $gw.authorizationPolicy.enabled -}}
+{{- range $i, $p := $gw.authorizationPolicy.extraPrincipals -}}
+{{- $e := dict "key" (printf "%s.authorizationPolicy.extraPrincipals[%d]" $section $i) "principal" $p -}}
+{{- range $kind := list "dashboard" "client" -}}
+{{- $_ := set $out $kind (append (get $out $kind) $e) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+The entries of meshray.jwtExemptPrincipals whose pattern matches the gateway's own principal
+(`*`, a `*suffix` or `prefix*` it fits, or itself): requests the gateway forwards would pass
+the require-JWT policy without a token. Each once, as a JSON list of {key, principal, front}.
+Usage: include "meshray.jwtSparedGateway" . | fromJsonArray
+*/}}
+{{- define "meshray.jwtSparedGateway" -}}
+{{- $front := include "meshray.frontPrincipal" . -}}
+{{- $out := list -}}
+{{- $seen := dict -}}
+{{- range $kind, $entries := include "meshray.jwtExemptPrincipals" . | fromJson -}}
+{{- range $entries -}}
+{{- $p := .principal -}}
+{{- $hit := or (eq $p "*") (eq $p $front) (and (hasPrefix "*" $p) (hasSuffix (trimPrefix "*" $p) $front)) (and (hasSuffix "*" $p) (hasPrefix (trimSuffix "*" $p) $front)) -}}
+{{- if and $hit (not (hasKey $seen .key)) -}}
+{{- $_ := set $seen .key true -}}
+{{- $out = append $out (dict "key" .key "principal" $p "front" $front) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}

@@ -65,6 +65,25 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- if and $gw.auth.jwtIssuer (not $gw.auth.jwksUri) -}}
 {{- $problems = append $problems (printf "gateway.auth.jwksUri: \"\": gateway.auth.jwtIssuer=%q needs the issuer's JWKS URI" $gw.auth.jwtIssuer) -}}
 {{- end -}}
+{{- /* The JWT-guarded routes (the DENY policy's ports) on the rendered Gateway's plain-HTTP
+server: bearer tokens would cross the network in clear. An existingGateway's servers are not
+the chart's to know. */ -}}
+{{- $jwtRoutes := list -}}
+{{- if $r.dashboard.enabled }}{{ $jwtRoutes = append $jwtRoutes "dashboard" }}{{ end -}}
+{{- if and $r.client.enabled (eq $r.client.mode "grpc") }}{{ $jwtRoutes = append $jwtRoutes "client" }}{{ end -}}
+{{- if and $gw.auth.jwtIssuer $jwtRoutes (not $gw.existingGateway) $gw.http.enabled (not (and $gw.https.enabled $gw.http.httpsRedirect)) -}}
+{{- $problems = append $problems (printf "gateway.http.enabled: true serves the JWT-protected %s %s (gateway.auth.jwtIssuer=%q) on the plain-HTTP server (gateway.http.httpsRedirect=%t), so their bearer tokens would cross the network in clear; set gateway.https.enabled=true with gateway.http.httpsRedirect=true, or gateway.http.enabled=false" (join " and " $jwtRoutes) (ternary "routes" "route" (gt (len $jwtRoutes) 1)) $gw.auth.jwtIssuer $gw.http.httpsRedirect) -}}
+{{- end -}}
+{{- $auth := $gw.auth -}}
+{{- if and $auth.jwtIssuer (not $auth.audiences) (not $auth.acknowledgeAnyAudience) -}}
+{{- $problems = append $problems (printf "gateway.auth.audiences: []: gateway.auth.jwtIssuer=%q with no audiences accepts every token that issuer ever signed, for any service; list the aud claim(s) of the tokens meant for this Ray cluster in gateway.auth.audiences, or set gateway.auth.acknowledgeAnyAudience=true" $auth.jwtIssuer) -}}
+{{- end -}}
+{{- /* In-mesh callers spared the JWT (meshray.jwtExemptPrincipals) must not include the gateway. */ -}}
+{{- if $auth.jwtIssuer -}}
+{{- range include "meshray.jwtSparedGateway" .ctx | fromJsonArray -}}
+{{- $problems = append $problems (printf "%s: %q matches the gateway's own principal %q, so requests the gateway forwards would pass the require-JWT policy without a token; list the in-mesh callers by their exact identity (the gateway is admitted on its own)" .key .principal .front) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}

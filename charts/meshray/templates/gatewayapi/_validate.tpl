@@ -44,6 +44,21 @@ Usage: include "meshray.validate.gatewayAPI" (dict "ctx" $ "model" $m) | fromJso
 {{- if and $ga.auth.jwtIssuer (not $ga.auth.jwksUri) -}}
 {{- $problems = append $problems (printf "gatewayAPI.auth.jwksUri: \"\": gatewayAPI.auth.jwtIssuer=%q needs the issuer's JWKS URI" $ga.auth.jwtIssuer) -}}
 {{- end -}}
+{{- /* The dashboard HTTPRoute, JWT-guarded, would also attach to the plain-HTTP listener
+(http-dashboard): bearer tokens would cross the network in clear. */ -}}
+{{- if and $ga.auth.jwtIssuer $r.dashboard.enabled (not $ga.existingGateway) $ga.http.enabled -}}
+{{- $problems = append $problems (printf "gatewayAPI.http.enabled: true puts the JWT-protected dashboard route (gatewayAPI.auth.jwtIssuer=%q) on the plain-HTTP listener http-dashboard, so its bearer tokens would cross the network in clear; set gatewayAPI.http.enabled=false (the HTTPS listeners serve every route)" $ga.auth.jwtIssuer) -}}
+{{- end -}}
+{{- $auth := $ga.auth -}}
+{{- if and $auth.jwtIssuer (not $auth.audiences) (not $auth.acknowledgeAnyAudience) -}}
+{{- $problems = append $problems (printf "gatewayAPI.auth.audiences: []: gatewayAPI.auth.jwtIssuer=%q with no audiences accepts every token that issuer ever signed, for any service; list the aud claim(s) of the tokens meant for this Ray cluster in gatewayAPI.auth.audiences, or set gatewayAPI.auth.acknowledgeAnyAudience=true" $auth.jwtIssuer) -}}
+{{- end -}}
+{{- /* In-mesh callers spared the JWT (meshray.jwtExemptPrincipals) must not include the gateway. */ -}}
+{{- if $auth.jwtIssuer -}}
+{{- range include "meshray.jwtSparedGateway" .ctx | fromJsonArray -}}
+{{- $problems = append $problems (printf "%s: %q matches the gateway's own principal %q, so requests the gateway forwards would pass the require-JWT policy without a token; list the in-mesh callers by their exact identity (the gateway is admitted on its own)" .key .principal .front) -}}
+{{- end -}}
+{{- end -}}
 {{- $hosts := dict -}}
 {{- range $route := list "dashboard" "serve" "client" -}}
 {{- $rv := get $r $route -}}
