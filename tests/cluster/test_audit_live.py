@@ -176,3 +176,41 @@ def test_live_audit_reads_ambient_waypoint(cluster: Cluster) -> None:
         assert any(key.startswith("spec.workerGroupSpecs") for _, key in flagged), flagged
     finally:
         helm.run("uninstall", "amb", "-n", ns)
+
+
+def test_live_audit_names_a_deployment_sharing_the_ray_identity(cluster: Cluster) -> None:
+    """The Ray pods run as ServiceAccount shared (create=false, acknowledged), which the chart's
+    ALLOW policy admits to the GCS and raylets. Alone, nothing else runs as it: no identity
+    finding (negative control). A Deployment running as shared is then read live and named
+    once, as Deployment/app: not its ReplicaSet or Pod, which the controller-manager creates
+    with ownerReferences; acknowledged, the finding is a warning (exit 0)."""
+    helm = Helm(HELMS["helm4"], cluster.kubeconfig)
+    core = client.CoreV1Api(cluster.api)
+    ns = "identity-live"
+    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "shared"}})
+    install(cluster, helm, "ids", ns, "--set", "serviceAccount.create=false",
+            "--set", "serviceAccount.name=shared",
+            "--set", "serviceAccount.acknowledgeShared=true")
+    try:
+        wait_for("the RayCluster's Pods", lambda: ray_pods(core, ns, "ids-meshray"))
+        code, findings = audit(cluster, ns)
+        assert code == 0, findings
+        assert not [f for f in findings if str(f["check"]).startswith("identity-")], findings
+
+        client.AppsV1Api(cluster.api).create_namespaced_deployment(ns, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+            "spec": {"selector": {"matchLabels": {"app": "app"}}, "template": {
+                "metadata": {"labels": {"app": "app"}},
+                "spec": {"serviceAccountName": "shared",
+                         "containers": [{"name": "main", "image": "busybox:1"}]}}}})
+        wait_for("the Deployment's Pod", lambda: core.list_namespaced_pod(
+            ns, label_selector="app=app").items)
+        code, findings = audit(cluster, ns)
+        shared = [f for f in findings if str(f["check"]).startswith("identity-")]
+        assert code == 0, findings
+        assert [(f["check"], f["severity"], f["kind"], f["name"]) for f in shared] == [
+            ("identity-shared-service-account", "warning", "RayCluster", "ids-meshray")], shared
+        assert "(in the input: Deployment/app)" in str(shared[0]["message"]), shared
+    finally:
+        helm.run("uninstall", "ids", "-n", ns)
