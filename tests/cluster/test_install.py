@@ -10,6 +10,8 @@ uninstall leaves nothing behind.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +31,7 @@ from kube import (
 )
 from kubernetes import client
 from oracle import check_cluster
+from podcmd import RayStart, ray_start
 
 RELEASE = "mr"
 PARAMS = [(h, c) for h in HELMS for c in CASES]
@@ -257,3 +260,47 @@ def test_uninstall_leaves_nothing(installed: Installed, helm: str, case: str) ->
 
     wait_for(f"nothing left in {ns}", lambda: not leftovers(), timeout=60)
     assert docs  # the release existed
+
+
+# What the values of the `ci-raystartparams` case give `ray start`, per role, as Ray must
+# receive them: one argument each, JSON intact (charts/meshray/ci/raystartparams-values.yaml).
+QUOTED_PARAMS = {
+    True: {"resources": {"CustomA": 1, "accel:v1": 2}, "temp-dir": "/tmp/ray session"},
+    False: {"resources": {"CustomB": 0.5}, "num-cpus": "1"},
+}
+
+
+def received(rs: Any) -> dict[str, Any]:
+    """The flags of QUOTED_PARAMS as `ray start` receives them (JSON decoded), from its argv."""
+    out: dict[str, Any] = {}
+    for word in rs.argv[1:]:
+        flag, _, value = word[2:].partition("=")
+        if flag in QUOTED_PARAMS[rs.head]:
+            out[flag] = json.loads(value) if flag == "resources" else value
+    return out
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_quoted_params_reach_ray_start_whole(installed: Installed, helm: str) -> None:
+    """rayStartParams are data, never shell: KubeRay writes `--key=value` into `bash -lc`
+    unquoted, and the chart single-quotes values bash would split or interpret. The real
+    operator's Pod command, run through bash (podcmd.ray_start), hands each value to `ray start`
+    as one argument, JSON intact, on the head and every worker."""
+    _require(installed, (helm, "ci-raystartparams"))
+    core = client.CoreV1Api(installed.cluster.api)
+    starts = [ray_start(core, p) for p in ray_pods(core, namespace(helm, "ci-raystartparams"))]
+    assert {rs.head for rs in starts} == {True, False}
+    for rs in starts:
+        assert received(rs) == QUOTED_PARAMS[rs.head], rs.argv
+
+
+def test_received_sees_a_split_value() -> None:
+    """Negative control: the argv bash makes of an unquoted JSON value (what KubeRay's command
+    gives without the chart's quoting) is not what the check above expects."""
+    flags = " ".join(f"--{k}={v}" for k, v in (("resources", '{"CustomA": 1, "accel:v1": 2}'),
+                                                 ("temp-dir", "/tmp/ray session")))
+    argv = subprocess.run(["bash", "-c", f"printf '%s\\0' start --head {flags}"],
+                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    rs = RayStart("p", True, {}, {}, argv)
+    with pytest.raises(json.JSONDecodeError):
+        received(rs)

@@ -19,7 +19,7 @@ Usage: include "meshray.rayStartParams" (dict "model" $m "head" true|false "extr
 {{- define "meshray.rayStartParams" -}}
 {{- $params := dict -}}
 {{- range $k, $v := .extra -}}
-{{- $_ := set $params $k (toString $v) -}}
+{{- $_ := set $params $k (include "meshray.rayStartParamValue" (toString $v)) -}}
 {{- end -}}
 {{- range $k, $v := get .model.pinned (ternary "head" "worker" .head) -}}
 {{- $_ := set $params $k $v -}}
@@ -28,6 +28,22 @@ Usage: include "meshray.rayStartParams" (dict "model" $m "head" true|false "extr
 {{- $_ := set $params "dashboard-host" "0.0.0.0" -}}
 {{- end -}}
 {{ toYaml $params }}
+{{- end -}}
+
+{{/*
+One extra rayStartParams value as bash must see it: KubeRay writes `--key=value` into a
+`bash -lc` command line unquoted, so a value that is not plain (JSON for --resources, a path
+with a space) is wrapped in single quotes, as KubeRay itself writes --resources; a plain value
+or one already in single quotes stays as it is. The rayStartParams rule family refuses what
+single quotes cannot carry (a single quote, a control character).
+Usage: include "meshray.rayStartParamValue" $string
+*/}}
+{{- define "meshray.rayStartParamValue" -}}
+{{- if or (regexMatch "^[-A-Za-z0-9_.,:/@%+=]*$" .) (regexMatch "^'[^']*'$" .) -}}
+{{- . -}}
+{{- else -}}
+{{- printf "'%s'" . -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -43,6 +59,40 @@ Usage: include "meshray.securityContexts" (dict "ctx" $ "group" $values) | fromJ
 {{- $pod := mergeOverwrite (deepCopy (and $on $ps.pod | default dict)) (deepCopy (.group.podSecurityContext | default dict)) -}}
 {{- $container := mergeOverwrite (deepCopy (and $on $ps.container | default dict)) (deepCopy (.group.securityContext | default dict)) -}}
 {{- toJson (dict "pod" $pod "container" $container) -}}
+{{- end -}}
+
+{{/*
+The labels of a group's pod template, as JSON: the mesh enrolment (ambient labels from
+mesh/_ambient.tpl, or `sidecar.istio.io/inject: "true"`) under the group's own labels.
+Usage: include "meshray.podTemplateLabels" (dict "ctx" $ "group" $values) | fromJson
+*/}}
+{{- define "meshray.podTemplateLabels" -}}
+{{- $labels := dict -}}
+{{- if eq .ctx.Values.mesh.dataplane "ambient" -}}
+{{- /* Ambient enrolment (mesh/_ambient.tpl): no sidecar, ztunnel; the waypoint for L7. */ -}}
+{{- $labels = include "meshray.ambientPodLabels" .ctx | fromJson -}}
+{{- else if .ctx.Values.mesh.injectSidecar -}}
+{{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
+{{- end -}}
+{{- toJson (merge (deepCopy (.group.labels | default dict)) $labels) -}}
+{{- end -}}
+
+{{/*
+Every label a group's Ray pods will carry, as JSON: the pod template's labels over the ones
+KubeRay's operator adds itself (labelPod: ray.io/is-ray-node, ray.io/identifier,
+app.kubernetes.io/name and created-by, which the template may override, and ray.io/cluster,
+node-type and group, which it may not). For guards that must know what selects a Ray pod.
+Usage: include "meshray.podLabels" (dict "ctx" $ "group" $values "head" true|false "name" $groupName)
+*/}}
+{{- define "meshray.podLabels" -}}
+{{- $cluster := include "meshray.clusterName" .ctx -}}
+{{- $type := ternary "head" "worker" .head -}}
+{{- $labels := dict "ray.io/is-ray-node" "yes" "ray.io/identifier" (printf "%s-%s" $cluster $type) "app.kubernetes.io/name" "kuberay" "app.kubernetes.io/created-by" "kuberay-operator" -}}
+{{- $labels = mergeOverwrite $labels (include "meshray.podTemplateLabels" (dict "ctx" .ctx "group" .group) | fromJson) -}}
+{{- $_ := set $labels "ray.io/cluster" $cluster -}}
+{{- $_ := set $labels "ray.io/node-type" $type -}}
+{{- $_ := set $labels "ray.io/group" .name -}}
+{{- toJson $labels -}}
 {{- end -}}
 
 {{/*
@@ -65,14 +115,7 @@ Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "h
 {{- $_ := set $annotations "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}" -}}
 {{- end -}}
 {{- $annotations = merge (deepCopy ($g.annotations | default dict)) $annotations -}}
-{{- $labels := dict -}}
-{{- if $ambient -}}
-{{- /* Ambient enrolment (mesh/_ambient.tpl): no sidecar, ztunnel; the waypoint for L7. */ -}}
-{{- $labels = include "meshray.ambientPodLabels" $ctx | fromJson -}}
-{{- else if $ctx.Values.mesh.injectSidecar -}}
-{{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
-{{- end -}}
-{{- $labels = merge (deepCopy ($g.labels | default dict)) $labels -}}
+{{- $labels := include "meshray.podTemplateLabels" (dict "ctx" $ctx "group" $g) | fromJson -}}
 {{- $security := include "meshray.securityContexts" (dict "ctx" $ctx "group" $g) | fromJson -}}
 metadata:
   {{- with $labels }}
@@ -84,16 +127,16 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  serviceAccountName: {{ $g.serviceAccountName | default (include "meshray.serviceAccountName" $ctx) }}
+  serviceAccountName: {{ $g.serviceAccountName | default (include "meshray.serviceAccountName" $ctx) | quote }}
   {{- /* KubeRay's autoscaler container on the head calls the Kubernetes API with the token */}}
   automountServiceAccountToken: {{ or $ctx.Values.serviceAccount.automountToken (and .head $ctx.Values.ray.autoscaling) }}
   {{- with $g.priorityClassName }}
-  priorityClassName: {{ . }}
+  priorityClassName: {{ . | quote }}
   {{- end }}
   {{- with $ctx.Values.ray.imagePullSecrets }}
   imagePullSecrets:
     {{- range . }}
-    - name: {{ . }}
+    - name: {{ . | quote }}
     {{- end }}
   {{- end }}
   {{- with $security.pod }}
@@ -103,8 +146,8 @@ spec:
   {{- if $ctx.Values.rayTls.enabled }}
   initContainers:
     - name: ray-tls
-      image: {{ $image }}
-      imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy }}
+      image: {{ $image | quote }}
+      imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy | quote }}
       command: ["/bin/bash", "-c"]
       args:
         - |
@@ -124,6 +167,10 @@ spec:
           openssl x509 -req -days 365 -in /etc/ray/tls/tls.csr \
             -CA /etc/ca/tls/ca.crt -CAkey /etc/ca/tls/ca.key -CAcreateserial \
             -CAserial /etc/ray/tls/ca.srl -extfile /etc/ray/tls/san.cnf -out /etc/ray/tls/tls.crt
+          # The Ray container gets the CA certificate only: ca.key stays in this container, so
+          # code a job runs on Ray cannot sign certificates for other peers.
+          cp /etc/ca/tls/ca.crt /etc/ray/tls/ca.crt
+          rm -f /etc/ray/tls/tls.csr /etc/ray/tls/ca.srl
       env:
         - name: MESHRAY_POD_IP
           valueFrom:
@@ -146,8 +193,8 @@ spec:
   {{- end }}
   containers:
     - name: {{ $containerName }}
-      image: {{ $image }}
-      imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy }}
+      image: {{ $image | quote }}
+      imagePullPolicy: {{ $ctx.Values.ray.image.pullPolicy | quote }}
       {{- if .head }}
       # Only `metrics`: the head's other Ray ports are in the RayCluster's headService.
       ports:
@@ -182,7 +229,7 @@ spec:
         - name: RAY_TLS_SERVER_KEY
           value: /etc/ray/tls/tls.key
         - name: RAY_TLS_CA_CERT
-          value: /etc/ca/tls/ca.crt
+          value: /etc/ray/tls/ca.crt
         {{- end }}
         {{- with $g.env }}
         {{- toYaml . | nindent 8 }}
@@ -202,19 +249,23 @@ spec:
       {{- if or $g.volumeMounts $ctx.Values.rayTls.enabled }}
       volumeMounts:
         {{- if $ctx.Values.rayTls.enabled }}
+        # The pod's key and certificate and the CA certificate, from the ray-tls init container;
+        # never the CA Secret, whose ca.key signs peer certificates.
         - name: ray-tls
           mountPath: /etc/ray/tls
-          readOnly: true
-        - name: ca-tls
-          mountPath: /etc/ca/tls
           readOnly: true
         {{- end }}
         {{- with $g.volumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- end }}
-    {{- with $g.sidecarContainers }}
-    {{- toYaml . | nindent 4 }}
+    {{- /* user sidecars get the restricted defaults too, under their own securityContext */}}
+    {{- range $g.sidecarContainers }}
+    {{- $c := deepCopy . }}
+    {{- if and $ctx.Values.podSecurity.enabled $ctx.Values.podSecurity.container }}
+    {{- $_ := set $c "securityContext" (mergeOverwrite (deepCopy $ctx.Values.podSecurity.container) (deepCopy (get . "securityContext" | default dict))) }}
+    {{- end }}
+    - {{- toYaml $c | nindent 6 }}
     {{- end }}
   {{- if or $g.volumes $ctx.Values.rayTls.enabled }}
   volumes:
@@ -223,7 +274,7 @@ spec:
       emptyDir: {}
     - name: ca-tls
       secret:
-        secretName: {{ $ctx.Values.rayTls.caSecretName }}
+        secretName: {{ $ctx.Values.rayTls.caSecretName | quote }}
     {{- end }}
     {{- with $g.volumes }}
     {{- toYaml . | nindent 4 }}

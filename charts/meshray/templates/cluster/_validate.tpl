@@ -81,28 +81,49 @@ the workerPorts family's). */}}
 {{- toJson $problems -}}
 {{- end -}}
 
-{{/* Extra rayStartParams may not touch what the port map owns. */}}
+{{/*
+Extra rayStartParams are data, never shell. KubeRay joins them into `ray start --key=value`
+inside `bash -lc` without quoting (convertParamMap), so: a key must be a ray start flag name
+(lower-case words joined by "-"), never one the port map owns; a value must not re-set an
+owned flag, and may hold no control character (a newline ends the command) and no quote
+character bash would interpret. Any other value that is not plain (JSON for --resources, a
+path with a space) the chart wraps in single quotes (meshray.rayStartParamValue), as KubeRay
+itself writes --resources; a value already wrapped in single quotes passes as it is.
+*/}}
 {{- define "meshray.validate.rayStartParams" -}}
 {{- $v := .ctx.Values -}}
 {{- $problems := list -}}
-{{- $owned := list "port" "dashboard-port" "ray-client-server-port" "node-manager-port" "object-manager-port" "runtime-env-agent-port" "dashboard-agent-grpc-port" "dashboard-agent-listen-port" "metrics-export-port" "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
+{{- $owned := list "min-worker-port" "max-worker-port" "worker-port-list" "node-ip-address" -}}
+{{- range .model.ports -}}{{- with .flag -}}{{- $owned = append $owned . -}}{{- end -}}{{- end -}}
+{{- $ownedRe := printf "(^|[^-a-z0-9])--?(%s|gcs-server-port|dashboard-grpc-port|address)([^-a-z0-9]|$)" (join "|" ($owned | uniq)) -}}
 {{- range .model.groupSources -}}
 {{- $key := printf "%s.rayStartParams" .key -}}
-{{- range $given, $val := (.v.rayStartParams | default dict) -}}
+{{- range $given, $raw := (.v.rayStartParams | default dict) -}}
+{{- $val := toString $raw -}}
 {{- /* ray start reads --object-manager-port, object_manager_port and OBJECT-MANAGER-PORT alike */ -}}
 {{- $flag := $given | trimPrefix "-" | trimPrefix "-" | replace "_" "-" | lower -}}
 {{- if eq $flag "gcs-server-port" -}}
-{{- $problems = append $problems (printf "%s.%s: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key $given (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: --gcs-server-port is deprecated and Ray 2.48 removed it (ray.version=%s); the GCS port is ports.gcs" $key $given $val $v.ray.version) -}}
 {{- else if eq $flag "dashboard-grpc-port" -}}
 {{- if semverCompare ">=2.48.0-0" $v.ray.version -}}
-{{- $problems = append $problems (printf "%s.%s: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key $given (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: Ray 2.48 removed --dashboard-grpc-port (ray.version=%s); remove it" $key $given $val $v.ray.version) -}}
 {{- else -}}
-{{- $problems = append $problems (printf "%s.%s: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key $given (toString $val) $v.ray.version) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: the chart pins it from ports.dashboardGrpc when ray.version < 2.45 (ray.version=%s); set ports.dashboardGrpc instead" $key $given $val $v.ray.version) -}}
 {{- end -}}
 {{- else if eq $flag "address" -}}
-{{- $problems = append $problems (printf "%s.%s: %q: KubeRay sets the workers' GCS address from the head Service itself; remove it" $key $given (toString $val)) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: KubeRay sets the workers' GCS address from the head Service itself; remove it" $key $given $val) -}}
 {{- else if has $flag $owned -}}
-{{- $problems = append $problems (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $given (toString $val)) -}}
+{{- $problems = append $problems (printf "%s.%s: %q overrides a port the chart pins from the port map; set it under ports (or clusterDomain for node-ip-address) so the Service and every group agree" $key $given $val) -}}
+{{- else if not (regexMatch "^[a-z0-9]+(-[a-z0-9]+)*$" $given) -}}
+{{- $problems = append $problems (printf "%s: the key %q is not a ray start flag name (lower-case letters and digits in words joined by a dash, no leading dashes, no spaces or other characters): KubeRay writes it unquoted into the shell command as --%s" $key $given $given) -}}
+{{- else if regexMatch "[[:cntrl:]]" $val -}}
+{{- $problems = append $problems (printf "%s.%s: %q holds a control character (a newline, tab or a block scalar's trailing newline): KubeRay writes the value into a bash command line, where a newline ends `ray start` and runs the rest as another command; write it on one line" $key $given $val) -}}
+{{- else if regexMatch $ownedRe (lower $val | replace "_" "-") -}}
+{{- $problems = append $problems (printf "%s.%s: %q sets another ray start flag the chart owns (the port map's ports, the worker range, node-ip-address, address); set only this flag's own value" $key $given $val) -}}
+{{- else if regexMatch "^\"(.*)\"$" $val -}}
+{{- $problems = append $problems (printf "%s.%s: %q is wrapped in double quotes for bash (the KubeRay docs' style): the chart quotes every value that needs it, so Ray would receive the quotes; write the value bare (JSON such as {\"GPU\": 1} as it is)" $key $given $val) -}}
+{{- else if and (contains "'" $val) (not (regexMatch "^'[^']*'$" $val)) -}}
+{{- $problems = append $problems (printf "%s.%s: %q holds a single quote: the chart passes values that need quoting to bash in single quotes, which cannot hold one; remove it (or wrap the whole value in single quotes yourself)" $key $given $val) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
