@@ -340,7 +340,7 @@ def test_worker_defaults_and_group_overrides(render_chart: Renderer) -> None:
 
 def test_passthrough_pod_fields(render_chart: Renderer) -> None:
     docs = render_chart(set_values=(
-        "head.serviceAccountName=ray-sa",
+        "head.serviceAccountName=ray-sa", "serviceAccount.acknowledgeShared=true",
         "head.nodeSelector.disk=ssd",
         "head.env[0].name=FOO", "head.env[0].value=bar",
         "head.podSecurityContext.fsGroup=100",

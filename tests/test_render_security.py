@@ -121,7 +121,7 @@ def test_a_groups_security_context_wins_key_by_key(render_chart: Renderer) -> No
     docs = render_chart(set_values=(
         "workerGroups.gpu.securityContext.runAsUser=2000",
         "workerGroups.gpu.securityContext.capabilities.add={SYS_PTRACE}",
-        "head.podSecurityContext.fsGroup=2000"))
+        "head.podSecurityContext.fsGroup=2000", "podSecurity.acknowledgeUnrestricted=true"))
     by_head = {head: tpl for _, tpl, head in templates(docs)}
     worker = by_head[False]["spec"]["containers"][0]["securityContext"]
     assert worker["runAsUser"] == 2000 and worker["allowPrivilegeEscalation"] is False
@@ -134,7 +134,8 @@ def test_a_groups_security_context_wins_key_by_key(render_chart: Renderer) -> No
 
 def test_pod_security_can_be_turned_off(render_chart: Renderer) -> None:
     docs = render_chart(set_values=("podSecurity.enabled=false", "ray.autoscaling=true",
-                                    "head.securityContext.runAsUser=1234"))
+                                    "head.securityContext.runAsUser=1234",
+                                    "podSecurity.acknowledgeUnrestricted=true"))
     for _, tpl, head in templates(docs):
         assert "securityContext" not in tpl["spec"]
         assert tpl["spec"]["containers"][0].get("securityContext") == (
@@ -142,7 +143,7 @@ def test_pod_security_can_be_turned_off(render_chart: Renderer) -> None:
     (rc,) = kind(docs, "RayCluster")
     assert "autoscalerOptions" not in rc["spec"]
     # one key dropped: null removes it, the rest stays
-    docs = render_chart(set_values=("podSecurity.container.runAsUser=null",))
+    docs = render_chart(set_values=("podSecurity.container.runAsUser=null",))  # not restricted
     for _, tpl, _ in templates(docs):
         sc = tpl["spec"]["containers"][0]["securityContext"]
         assert "runAsUser" not in sc and sc["allowPrivilegeEscalation"] is False
@@ -176,8 +177,9 @@ def test_one_service_account_runs_every_ray_pod(render_chart: Renderer) -> None:
 @pytest.mark.parametrize(("sets", "name", "rendered"), [
     ((), "meshray-ray", True),
     (("serviceAccount.name=ray-runner",), "ray-runner", True),
-    (("serviceAccount.create=false",), "default", False),
-    (("serviceAccount.create=false", "serviceAccount.name=existing"), "existing", False),
+    (("serviceAccount.create=false", "serviceAccount.acknowledgeShared=true"), "default", False),
+    (("serviceAccount.create=false", "serviceAccount.name=existing",
+      "serviceAccount.acknowledgeShared=true"), "existing", False),
 ])
 def test_service_account_name(render_chart: Renderer, sets: tuple[str, ...], name: str,
                               rendered: bool) -> None:
@@ -348,7 +350,8 @@ def test_the_policy_check_can_fail(render_chart: Renderer) -> None:
 
 def test_group_service_accounts_are_the_clusters_identities(render_chart: Renderer) -> None:
     docs = render_chart(set_values=("workerGroups.gpu.serviceAccountName=gpu-runner",
-                                    "workerGroups.cpu.replicas=1"), namespace="ray")
+                                    "workerGroups.cpu.replicas=1",
+                                    "serviceAccount.acknowledgeShared=true"), namespace="ray")
     (policy,) = kind(docs, "AuthorizationPolicy")
     assert policy["spec"]["rules"][0]["from"][0]["source"]["principals"] == [
         "cluster.local/ns/ray/sa/gpu-runner", "cluster.local/ns/ray/sa/meshray-ray"]
@@ -429,3 +432,39 @@ def test_network_policy_peers_get_their_kinds_ports(render_chart: Renderer) -> N
 
 def test_no_network_policy_by_default(render_chart: Renderer) -> None:
     assert kind(render_chart(), "NetworkPolicy") == []
+
+
+# --- Acknowledged risks ----------------------------------------------------------------------
+
+ACK_ANNOTATION = "meshray.io/acknowledged"
+RISKY = ("workerGroups.gpu.securityContext.capabilities.add={IPC_LOCK}",
+         "serviceAccount.create=false", "serviceAccount.name=shared-runner",
+         "workerDefaults.annotations.traffic\\.sidecar\\.istio\\.io/excludeInboundPorts=istio-ports")
+
+
+@pytest.mark.parametrize(("acks", "ids"), [
+    (("podSecurity.acknowledgeUnrestricted=true", "serviceAccount.acknowledgeShared=true",
+      "mesh.acknowledgeCaptureOverrides=true"),
+     "mesh-capture,shared-identity,unrestricted-pods"),
+])
+def test_acknowledged_risks_are_written_on_the_raycluster(render_chart: Renderer,
+                                                          acks: tuple[str, ...],
+                                                          ids: str) -> None:
+    """Each protection the values switch off with its acknowledgement is named on the
+    RayCluster (meshray.io/acknowledged), where `meshray audit` and a reviewer see it; the
+    chart's defaults carry none, and an acknowledgement with nothing to acknowledge adds none."""
+    (rc,) = kind(render_chart(set_values=RISKY + acks), "RayCluster")
+    assert rc["metadata"]["annotations"][ACK_ANNOTATION] == ids
+    (rc,) = kind(render_chart(set_values=acks), "RayCluster")
+    assert ACK_ANNOTATION not in rc["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("missing", range(3))
+def test_each_risk_needs_its_own_acknowledgement(render_chart: Renderer, missing: int) -> None:
+    """Without one of the three acknowledgements the chart refuses, naming that key."""
+    acks = ["podSecurity.acknowledgeUnrestricted=true", "serviceAccount.acknowledgeShared=true",
+            "mesh.acknowledgeCaptureOverrides=true"]
+    dropped = acks.pop(missing)
+    with pytest.raises(RenderError) as failed:
+        render_chart(set_values=RISKY + tuple(acks))
+    assert dropped.split("=")[0] in str(failed.value)

@@ -26,24 +26,36 @@ own namespace must see them ("." or "*"), and "~" (visible nowhere) stands alone
 {{- toJson $problems -}}
 {{- end -}}
 
-{{/* mtls.extraPolicies are for other workloads: one whose selector also matches the Ray pods
-(a ray.io/ label, or only labels the Ray pods carry) would replace the chart's STRICT policy
-for them. (An empty selector is the schema's: matchLabels needs at least one label.) */}}
+{{/* mtls.extraPolicies are for other workloads: one whose selector also matches a Ray pod
+would replace the chart's STRICT policy for it. A selector matches a pod when every one of its
+labels is on the pod: the Ray pods carry KubeRay's own labels (labelPod in the operator:
+ray.io/is-ray-node, ray.io/identifier, app.kubernetes.io/name and created-by, besides
+ray.io/cluster, node-type and group), the chart's mesh labels and each group's labels, so the
+guard computes every Ray pod's labels that way (meshray.podLabels) and refuses a selector that
+matches any of them, or names a ray.io/ label. (An empty selector is the schema's: matchLabels
+needs at least one label.) */}}
 {{- define "meshray.validate.extraPolicies" -}}
 {{- $v := .ctx.Values -}}
 {{- $problems := list -}}
-{{- $rayLabels := merge (dict) ($v.commonLabels | default dict) ($v.head.labels | default dict) ($v.workerDefaults.labels | default dict) -}}
+{{- $pods := list (include "meshray.podLabels" (dict "ctx" .ctx "group" $v.head "head" true "name" "headgroup") | fromJson) -}}
+{{- range .model.groups -}}
+{{- $pods = append $pods (include "meshray.podLabels" (dict "ctx" $.ctx "group" .values "head" false "name" .name) | fromJson) -}}
+{{- end -}}
 {{- range $i, $p := ($v.mtls.extraPolicies | default list) -}}
 {{- $sel := $p.matchLabels | default dict -}}
 {{- $mode := $p.mode | default "PERMISSIVE" -}}
 {{- $rayKey := "" -}}
-{{- $allRay := true -}}
+{{- range $k, $val := $sel -}}{{- if hasPrefix "ray.io/" $k -}}{{- $rayKey = $k -}}{{- end -}}{{- end -}}
+{{- $matched := "" -}}
+{{- range $labels := $pods -}}
+{{- $all := true -}}
 {{- range $k, $val := $sel -}}
-{{- if hasPrefix "ray.io/" $k -}}{{- $rayKey = $k -}}{{- end -}}
-{{- if ne (toString (get $rayLabels $k)) (toString $val) -}}{{- $allRay = false -}}{{- end -}}
+{{- if not (and (hasKey $labels $k) (eq (toString (get $labels $k)) (toString $val))) -}}{{- $all = false -}}{{- end -}}
 {{- end -}}
-{{- if or $rayKey $allRay -}}
-{{- $problems = append $problems (printf "mtls.extraPolicies[%d]: %q (mode %s) selects the Ray pods (matchLabels %s) and would weaken their STRICT mTLS; use mtls.portLevelMtls for a Ray port exception" $i $p.name $mode (toJson $sel)) -}}
+{{- if and $all (not $matched) -}}{{- $matched = get $labels "ray.io/group" -}}{{- end -}}
+{{- end -}}
+{{- if or $rayKey $matched -}}
+{{- $problems = append $problems (printf "mtls.extraPolicies[%d]: %q (mode %s) selects the Ray pods (matchLabels %s%s) and would weaken their STRICT mTLS; use mtls.portLevelMtls for a Ray port exception" $i $p.name $mode (toJson $sel) (ternary (printf ", which the pods of group %q carry" $matched) "" (ne $matched ""))) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
