@@ -68,7 +68,9 @@ def test_head_certificate_is_signed_and_names_the_pod(render_chart: Renderer,
     assert env["RAY_USE_TLS"] == "1"
     assert env["RAY_TLS_SERVER_CERT"] == "/etc/ray/tls/tls.crt"
     assert env["RAY_TLS_SERVER_KEY"] == "/etc/ray/tls/tls.key"
-    assert env["RAY_TLS_CA_CERT"] == "/etc/ca/tls/ca.crt"
+    assert env["RAY_TLS_CA_CERT"] == "/etc/ray/tls/ca.crt"
+    # ...and the CA certificate Ray reads is the CA's, copied by the script beside the pod's key.
+    assert (out / "ca.crt").read_text() == (tmp_path / "ca/ca.crt").read_text()
 
 
 def test_worker_certificate_fails_against_another_ca(render_chart: Renderer,
@@ -85,3 +87,55 @@ def test_worker_certificate_fails_against_another_ca(render_chart: Renderer,
     assert bad.returncode != 0
     text = openssl("x509", "-in", "tls.crt", "-noout", "-text", cwd=out)
     assert "ray.example.com" not in text  # only the head serves the client Ingress
+
+
+def secret_files_seen(pod: dict[str, Any], container: str) -> dict[str, set[str]]:
+    """The Secret keys each Secret volume shows to one container of a pod template: every key,
+    or only the keys its `items` list (read from the manifest, as the kubelet mounts it)."""
+    spec = pod["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    (c,) = [c for c in spec.get("initContainers", []) + spec["containers"]
+            if c["name"] == container]
+    seen: dict[str, set[str]] = {}
+    for m in c.get("volumeMounts", []):
+        secret = volumes[m["name"]].get("secret")
+        if secret is not None:
+            items = secret.get("items")
+            keys = {i["key"] for i in items} if items else {"*"}
+            seen.setdefault(secret["secretName"], set()).update(keys)
+    return seen
+
+
+def test_ca_key_stays_in_the_init_container(render_chart: Renderer, tmp_path: Path) -> None:
+    """With Ray TLS, only the ray-tls init container mounts the CA Secret (ca.key signs peer
+    certificates); the Ray containers get the CA certificate through the init container's
+    emptyDir, so a job's code cannot mint certificates. The bootstrap leaves no key of the CA
+    behind in that emptyDir."""
+    docs = render_chart(REPO / "values-examples/rayclient-ingress-tls.yaml")
+    rc = next(d for d in docs if d["kind"] == "RayCluster")
+    groups = [("ray-head", rc["spec"]["headGroupSpec"])]
+    groups += [("ray-worker", g) for g in rc["spec"]["workerGroupSpecs"]]
+    for name, group in groups:
+        assert secret_files_seen(group, name) == {}, name
+        assert secret_files_seen(group, "ray-tls") == {"ca-tls": {"*"}}, name
+    make_ca(tmp_path / "ca", "meshray-test-ca")
+    out = run_bootstrap(init_script(rc["spec"]["headGroupSpec"]), tmp_path, tmp_path / "ca",
+                        "10.244.3.9")
+    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "san.cnf", "tls.crt", "tls.key"]
+    key = (tmp_path / "ca/ca.key").read_text()
+    assert all(p.read_text() != key for p in out.iterdir())
+
+
+def test_ca_key_check_sees_a_ray_container_mount(render_chart: Renderer) -> None:
+    """Negative control: the check above reports the CA Secret when a Ray container mounts it
+    (as the chart did before), whole or by an item list naming ca.key."""
+    docs = render_chart(REPO / "values-examples/rayclient-ingress-tls.yaml")
+    head = next(d for d in docs if d["kind"] == "RayCluster")["spec"]["headGroupSpec"]
+    ray = head["template"]["spec"]["containers"][0]
+    ray.setdefault("volumeMounts", []).append({"name": "ca-tls", "mountPath": "/etc/ca/tls"})
+    assert secret_files_seen(head, "ray-head") == {"ca-tls": {"*"}}
+    head["template"]["spec"]["volumes"].append(
+        {"name": "ca-only", "secret": {"secretName": "ca-tls",
+                                       "items": [{"key": "ca.key", "path": "k"}]}})
+    ray["volumeMounts"] = [{"name": "ca-only", "mountPath": "/x"}]
+    assert secret_files_seen(head, "ray-head") == {"ca-tls": {"ca.key"}}
