@@ -618,3 +618,42 @@ def test_any_audit_warning_passes_through(tmp_path: Path, monkeypatch: pytest.Mo
         f"{f}: warning: (render): audit new-warning-check on Service/svc spec.ports[0]: "
         "warning message (got 7)",
         f"{f}: (render): audit new-error-check on Service/svc spec.ports[0]: error message"]
+
+
+# --------------------------------------------- acknowledged protections: who else is admitted
+@pytest.mark.parametrize(("body", "principals"), [
+    ("serviceAccount:\n  create: false\n  name: billing\n  acknowledgeShared: true\n",
+     ["ns/default/sa/billing"]),
+    ("serviceAccount:\n  create: false\n  acknowledgeShared: true\n", ["ns/default/sa/default"]),
+    ("serviceAccount:\n  acknowledgeShared: true\nworkerGroups:\n  gpu:\n"
+     "    serviceAccountName: gpu-runner\n", ["ns/default/sa/gpu-runner",
+                                              "ns/default/sa/meshray-ray"]),
+])
+def test_shared_identity_names_who_else_the_policy_admits(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str,
+        principals: list[str]) -> None:
+    """With serviceAccount.acknowledgeShared the chart renders, and validate warns, for each
+    ServiceAccount the rendered Ray pods run as, that the policy admits its principal to the
+    GCS and raylets and so every other Pod running as it; --strict fails on it."""
+    f = tmp_path / "shared.yaml"
+    f.write_text(body)
+    assert main(["validate", str(f)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines()
+             if ": warning: serviceAccount.acknowledgeShared: " in ln]
+    assert [p for p in principals if any(f"admits {p} to the GCS" in ln for ln in lines)] == (
+        principals), lines
+    assert main(["validate", "--strict", str(f)]) == 1
+
+
+def test_shared_identity_is_refused_without_acknowledgement_and_quiet_when_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Controls: without the acknowledgement the chart refuses the shared account (validate
+    exits 1 naming the key); with it but the chart's own account, nothing is shared and
+    nothing warns."""
+    f = tmp_path / "shared.yaml"
+    f.write_text("serviceAccount:\n  create: false\n  name: billing\n")
+    assert main(["validate", str(f)]) == 1
+    assert f"{f}: serviceAccount.name: " in capsys.readouterr().out
+    f.write_text("serviceAccount:\n  acknowledgeShared: true\n")
+    assert main(["validate", "--strict", str(f)]) == 0
+    assert "acknowledgeShared" not in capsys.readouterr().out

@@ -401,6 +401,7 @@ def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Mani
                            "runs arbitrary code for whoever connects", True, WARNING))
     out += _worker_range_warnings(file, values, objs)
     out += _mesh_cost_warnings(file, values, objs)
+    out += _shared_identity_warnings(file, objs)
     out += [audit_problem(file, f) for f in audit_mod.audit(objs, namespace=opts.namespace)
             if f.severity in _AUDIT_SEVERITY]
     return out
@@ -417,6 +418,37 @@ def audit_problem(file: str, f: audit_mod.Finding) -> Problem:
     value = _MISSING if f.value is None else f.value
     return Problem(file, "(render)", f"audit {f.check} on {f.kind}/{f.name} {f.key}: "
                    f"{f.message}", value, _AUDIT_SEVERITY[f.severity])
+
+
+ACKNOWLEDGED = "meshray.io/acknowledged"
+
+
+def _shared_identity_warnings(file: str, objs: Sequence[manifests.Manifest]) -> list[Problem]:
+    """With serviceAccount.acknowledgeShared (the RayCluster says `shared-identity`), who else
+    the AuthorizationPolicy's own-identity rule admits: every Pod running as the Ray pods'
+    ServiceAccounts, read from the rendered pod templates (the audit sees only the render, where
+    nobody else runs as them)."""
+    out = []
+    for m in objs:
+        if m.kind != "RayCluster":
+            continue
+        annotations = (m.obj.get("metadata") or {}).get("annotations") or {}
+        if "shared-identity" not in str(annotations.get(ACKNOWLEDGED, "")).split(","):
+            continue
+        spec = m.obj.get("spec") or {}
+        groups = [spec.get("headGroupSpec") or {}, *(spec.get("workerGroupSpecs") or [])]
+        accounts = sorted({str(((g.get("template") or {}).get("spec") or {})
+                               .get("serviceAccountName") or "default") for g in groups})
+        ns = m.namespace("default")
+        for sa in accounts:
+            out.append(Problem(
+                file, "serviceAccount.acknowledgeShared",
+                f"RayCluster {m.name} runs as ServiceAccount {sa}, which the chart does not "
+                f"create for it: the AuthorizationPolicy admits ns/{ns}/sa/{sa} to the GCS and "
+                f"raylets, so every other Pod running as {sa} in namespace {ns} can run code on "
+                "the cluster" + (" (every Pod without serviceAccountName)" if sa == "default"
+                                 else ""), True, WARNING))
+    return out
 
 
 def _worker_ports_key(values: Mapping[str, Any]) -> tuple[str, Any]:
