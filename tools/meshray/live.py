@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .audit import identity, pods
+from .audit import is_ray_pod, is_workload, pod_specs, service_account
 from .errors import MeshrayError
 from .manifests import Manifest
 from .raymodel import is_raycluster
@@ -159,7 +159,7 @@ def _is_ray_creator(m: Manifest | None) -> bool:
 
 
 def _accounts(m: Manifest) -> set[str]:
-    return {identity.service_account(s) for s in identity.pod_specs(m)}
+    return {service_account(s) for s in pod_specs(m)}
 
 
 def controllers_only(objs: Sequence[Manifest]) -> list[Manifest]:
@@ -174,8 +174,8 @@ def controllers_only(objs: Sequence[Manifest]) -> list[Manifest]:
         if _uid(m) in aside:
             continue
         owner = by_uid.get(_controller(m))
-        if (owner is not None and _uid(owner) not in aside and identity.is_workload(m)
-                and not pods.is_ray_pod(m) and _accounts(m) <= _accounts(owner)):
+        if (owner is not None and _uid(owner) not in aside and is_workload(m)
+                and not is_ray_pod(m) and _accounts(m) <= _accounts(owner)):
             continue  # its controller runs the same pods, as the same ServiceAccounts
         out.append(m)
     return out

@@ -32,7 +32,10 @@ from .findings import (
     summary,
     to_json,
 )
+from .identity import is_workload, pod_specs, service_account
+from .pods import is_ray_pod
 from .registry import CHECKS
 
 __all__ = ["CHECKS", "ERROR", "INFO", "SEVERITIES", "WARNING", "Check", "Finding", "at_least",
-           "audit", "counts", "summary", "to_json"]
+           "audit", "counts", "is_ray_pod", "is_workload", "pod_specs", "service_account",
+           "summary", "to_json"]
