@@ -18,6 +18,7 @@ from typing import Any
 
 import yamale
 from yamale import validators as yv
+from yamale.validators.constraints import StringMatches
 
 from .errors import MeshrayError
 
@@ -62,7 +63,69 @@ def load(path: Path) -> ChartSchema:
     except (OSError, SyntaxError, ValueError) as exc:
         raise SchemaError(f"{path}: {str(exc).strip()}") from None
     includes = {name: inc._schema for name, inc in schema.includes.items()}
+    for node in (schema._schema, *includes.values()):
+        _anchor_like_go(node)
     return ChartSchema(root=schema._schema, includes=includes, path=path)
+
+
+class GoAnchoredPattern:
+    """A yamale regex whose ``$`` means the end of the text, as in Go (helm's JSON Schema).
+
+    Python's ``$`` also matches before a trailing newline, so ``re.match(r'^a$', 'a\\n')``
+    succeeds where helm refuses the value; ``pattern`` and ``flags`` stay the schema's own text,
+    so error messages and the generated JSON Schema do not change."""
+
+    def __init__(self, compiled: re.Pattern[str]) -> None:
+        self.pattern = compiled.pattern
+        self.flags = compiled.flags
+        # re.MULTILINE makes $ an end-of-line anchor in Go's (?m) too: keep those as they are.
+        text = self.pattern if self.flags & re.MULTILINE else go_dollar(self.pattern)
+        self._compiled = re.compile(text, self.flags)
+
+    def match(self, value: str) -> re.Match[str] | None:
+        return self._compiled.match(value)
+
+
+def go_dollar(pattern: str) -> str:
+    r"""``pattern`` with each ``$`` anchor (not escaped, not in a character class) as ``\Z``."""
+    out: list[str] = []
+    i, members = 0, -1  # members: index where the open class's members begin, -1 outside one
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])  # an escape (\$, \], \\) is copied untouched
+            i += 2
+            continue
+        if members >= 0:
+            # a "]" first in the class ("[]...]", "[^]...]") is a member, not its end
+            if c == "]" and i > members:
+                members = -1
+        elif c == "[":
+            members = i + 2 if pattern[i + 1:i + 2] == "^" else i + 1
+        out.append(r"\Z" if c == "$" and members < 0 else c)
+        i += 1
+    return "".join(out)
+
+
+def _anchor_like_go(node: Any) -> None:
+    """Give every regex() in ``node`` (nested maps, lists, any(), map keys) Go's ``$``."""
+    if isinstance(node, Mapping):
+        for sub in node.values():
+            _anchor_like_go(sub)
+        return
+    if not isinstance(node, yv.Validator):
+        return
+    if isinstance(node, yv.Regex):
+        node.regexes = [r if isinstance(r, GoAnchoredPattern) else GoAnchoredPattern(r)
+                        for r in node.regexes]
+    for constraint in getattr(node, "_constraints_inst", None) or ():
+        # str(matches=...) also checks with re.match; its JSON text comes from node.kwargs
+        if (isinstance(constraint, StringMatches) and isinstance(constraint.matches, str)
+                and not constraint._flags & re.MULTILINE):
+            constraint.matches = go_dollar(node.kwargs["matches"])
+    for sub in getattr(node, "validators", None) or ():
+        _anchor_like_go(sub)
+    _anchor_like_go(node.kwargs.get("key"))
 
 
 def is_static_map(node: Any) -> bool:
