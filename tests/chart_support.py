@@ -7,6 +7,7 @@ whichever conftest.py pytest has loaded (tests/e2e has its own).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,15 @@ def effective_values(values_file: Path | None) -> dict[str, Any]:
 
 
 Renderer = Callable[..., list[dict[str, Any]]]
+
+
+def helm_run(values: dict[str, Any], tmp_path: Path,
+             *sets: str) -> subprocess.CompletedProcess[str]:
+    """Raw `helm template m` (release namespace default) of the chart with one values file and
+    --set values: for oracles that read helm's own output and exit code."""
+    f = tmp_path / "values.yaml"
+    f.write_text(yaml.safe_dump(values))
+    helm = os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
+    args = [a for s in sets for a in ("--set", s)]
+    return subprocess.run([helm, "template", "m", str(CHART), "-f", str(f), *args],
+                          capture_output=True, text=True, timeout=120, check=False)

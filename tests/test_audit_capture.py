@@ -10,33 +10,15 @@ The oracle is the edit and Istio's documented meaning of the key, not the audit'
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from meshray.audit import Finding, audit, registry
+from meshray.audit import Finding, registry
 from meshray.audit import capture as family
-from meshray.manifests import Manifest
-from test_audit_support import Case, Docs, Mutation, case_ids
+from test_audit_support import ACK, Case, Docs, Mutation, case_ids, hardened, run
+from test_audit_support import cluster as rc
 
-HARDENED: Docs = [d for d in yaml.safe_load_all(
-    (Path(__file__).parent / "fixtures" / "audit" / "hardened.yaml").read_text()) if d]
 CHECK = "mesh-capture-override"
-ACK = "meshray.io/acknowledged"
-
-
-def hardened() -> Docs:
-    return copy.deepcopy(HARDENED)
-
-
-def run(docs: Docs) -> list[Finding]:
-    return audit([Manifest(d, f"test#{i}") for i, d in enumerate(docs)])
-
-
-def rc(d: Docs) -> dict[str, Any]:
-    return next(o for o in d if o["kind"] == "RayCluster")
 
 
 def meta(d: Docs, part: str, group: str = "head") -> dict[str, str]:

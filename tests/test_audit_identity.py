@@ -12,38 +12,21 @@ keep it the cluster's own, or admit nobody by it.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from meshray.audit import Finding, audit, registry
+from meshray.audit import Finding, registry
 from meshray.audit import identity as family
-from meshray.manifests import Manifest
-from test_audit_support import Case, Docs, Mutation, base, case_ids
+from test_audit_support import ACK, Case, Docs, Mutation, base, case_ids, hardened, run
+from test_audit_support import cluster as rc
 
-HARDENED: Docs = [d for d in yaml.safe_load_all(
-    (Path(__file__).parent / "fixtures" / "audit" / "hardened.yaml").read_text()) if d]
-ACK = "meshray.io/acknowledged"
 DEFAULT = "identity-default-service-account"
 SHARED = "identity-shared-service-account"
 PRINCIPAL = "cluster.local/ns/ray/sa/demo-ray"
 
 
-def hardened() -> Docs:
-    return copy.deepcopy(HARDENED)
-
-
-def run(docs: Docs) -> list[Finding]:
-    return audit([Manifest(d, f"test#{i}") for i, d in enumerate(docs)])
-
-
 def hits(docs: Docs) -> list[Finding]:
     return [f for f in run(docs) if f.check in {DEFAULT, SHARED}]
-
-
-def rc(d: Docs) -> dict[str, Any]:
-    return next(o for o in d if o["kind"] == "RayCluster")
 
 
 def policy(d: Docs) -> dict[str, Any]:

@@ -10,34 +10,16 @@ all, as in KubeRay's samples) must stay clean: absent fields are not findings.
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from meshray.audit import Finding, audit, registry
+from meshray.audit import Finding, registry
 from meshray.audit import restricted as family
-from meshray.manifests import Manifest
-from test_audit_support import Docs, Mutation, base
+from test_audit_support import ACK, Docs, Mutation, base, hardened, run
+from test_audit_support import cluster as rc
 
-HARDENED: Docs = [d for d in yaml.safe_load_all(
-    (Path(__file__).parent / "fixtures" / "audit" / "hardened.yaml").read_text()) if d]
-ACK = "meshray.io/acknowledged"
 HEAD = "spec.headGroupSpec.template."
 WORKER = "spec.workerGroupSpecs[0].template."
-
-
-def hardened() -> Docs:
-    return copy.deepcopy(HARDENED)
-
-
-def run(docs: Docs) -> list[Finding]:
-    return audit([Manifest(d, f"test#{i}") for i, d in enumerate(docs)])
-
-
-def rc(d: Docs) -> dict[str, Any]:
-    return next(o for o in d if o["kind"] == "RayCluster")
 
 
 def spec(d: Docs, group: str = "head") -> dict[str, Any]:

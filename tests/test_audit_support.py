@@ -21,6 +21,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 BASE: list[dict[str, Any]] = [
     d for d in yaml.safe_load_all((FIXTURES / "clean.yaml").read_text()) if d
 ]
+# The chart's default render shape, written by hand: restricted pods, the cluster's own
+# ServiceAccount and policy (the capture, identity and restricted families edit it).
+HARDENED: list[dict[str, Any]] = [
+    d for d in yaml.safe_load_all((FIXTURES / "hardened.yaml").read_text()) if d
+]
+# The RayCluster annotation that acknowledges a risk (its findings become warnings).
+ACK = "meshray.io/acknowledged"
 
 Docs = list[dict[str, Any]]
 # (check, severity, mutation that must trigger it)
@@ -30,6 +37,10 @@ Case = tuple[str, str, Mutation]
 
 def base() -> Docs:
     return copy.deepcopy(BASE)
+
+
+def hardened() -> Docs:
+    return copy.deepcopy(HARDENED)
 
 
 def run(docs: Docs) -> list[Finding]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, REPO, Renderer
+from chart_support import REPO, Renderer, helm_run
 
 GATEWAY_EXAMPLE = REPO / "values-examples/istio-gateway.yaml"
 SERVE_EXAMPLE = REPO / "values-examples/ray-serve.yaml"
@@ -190,15 +190,6 @@ GW_DASH = {"gateway": {"enabled": True, "acknowledgeUnauthenticated": True,
                        "routes": {"dashboard": {"enabled": True, "host": "ray.example.com"}}}}
 
 
-def helm_run(values: dict[str, Any], tmp_path: Path,
-             *sets: str) -> subprocess.CompletedProcess[str]:
-    """Raw `helm template` of the chart with one values file (the oracle reads helm's output)."""
-    f = tmp_path / "values.yaml"
-    f.write_text(yaml.safe_dump(values))
-    helm = os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
-    args = [a for s in sets for a in ("--set", s)]
-    return subprocess.run([helm, "template", "m", str(CHART), "-f", str(f), *args],
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def nested(path: str, value: Any, base: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, REPO, Renderer
+from chart_support import REPO, Renderer, helm_run
 from meshray.audit import audit
 from meshray.manifests import Manifest
 
@@ -294,15 +294,6 @@ NOTEBOOK = "cluster.local/ns/users/sa/notebook"
 OPERATOR = "cluster.local/ns/ray-system/sa/kuberay-operator"
 
 
-def helm_run(values: dict[str, Any], tmp_path: Path,
-             *sets: str) -> subprocess.CompletedProcess[str]:
-    """Raw `helm template m` (release namespace default) of the chart with one values file."""
-    f = tmp_path / "values.yaml"
-    f.write_text(yaml.safe_dump(values))
-    helm = os.environ.get("MESHRAY_HELM") or str(REPO / "bin" / "helm")
-    args = [a for s in sets for a in ("--set", s)]
-    return subprocess.run([helm, "template", "m", str(CHART), "-f", str(f), *args],
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def grpc_example() -> dict[str, Any]:
