@@ -223,45 +223,6 @@ def test_no_competing_worker_headless_service(installed: Installed, helm: str, c
         assert not extra, f"Services neither ours nor the operator's head Service: {extra}"
 
 
-@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
-def test_uninstall_leaves_nothing(installed: Installed, helm: str, case: str) -> None:
-    docs = _require(installed, (helm, case))
-    api = installed.cluster.api
-    ns = namespace(helm, case)
-    Helm(HELMS[helm], installed.cluster.kubeconfig).run("uninstall", RELEASE, "-n", ns)
-    core = client.CoreV1Api(api)
-    custom = client.CustomObjectsApi(api)
-
-    def leftovers() -> list[str]:
-        left = [f"Pod/{p.metadata.name}" for p in core.list_namespaced_pod(ns).items]
-        left += [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(ns).items]
-        left += [
-            f"ConfigMap/{c.metadata.name}"
-            for c in core.list_namespaced_config_map(ns).items
-            if c.metadata.name != "kube-root-ca.crt"
-        ]
-        left += [f"Secret/{s.metadata.name}" for s in core.list_namespaced_secret(ns).items]
-        for group, version, plural in (
-            ("ray.io", "v1", "rayclusters"),
-            ("security.istio.io", "v1", "peerauthentications"),
-            ("security.istio.io", "v1", "authorizationpolicies"),
-            ("security.istio.io", "v1", "requestauthentications"),
-            ("networking.istio.io", "v1", "gateways"),
-            ("networking.istio.io", "v1", "virtualservices"),
-            ("networking.istio.io", "v1", "sidecars"),
-        ):
-            items = custom.list_namespaced_custom_object(group, version, ns, plural)["items"]
-            left += [f"{plural}/{i['metadata']['name']}" for i in items]
-        for ing in client.NetworkingV1Api(api).list_namespaced_ingress(ns).items:
-            left.append(f"Ingress/{ing.metadata.name}")
-        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(ns).items
-        left += [f"EndpointSlice/{s.metadata.name}" for s in slices]
-        return left
-
-    wait_for(f"nothing left in {ns}", lambda: not leftovers(), timeout=60)
-    assert docs  # the release existed
-
-
 # What the values of the `ci-raystartparams` case give `ray start`, per role, as Ray must
 # receive them: one argument each, JSON intact (charts/meshray/ci/raystartparams-values.yaml).
 QUOTED_PARAMS = {
@@ -304,3 +265,42 @@ def test_received_sees_a_split_value() -> None:
     rs = RayStart("p", True, {}, {}, argv)
     with pytest.raises(json.JSONDecodeError):
         received(rs)
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_uninstall_leaves_nothing(installed: Installed, helm: str, case: str) -> None:
+    docs = _require(installed, (helm, case))
+    api = installed.cluster.api
+    ns = namespace(helm, case)
+    Helm(HELMS[helm], installed.cluster.kubeconfig).run("uninstall", RELEASE, "-n", ns)
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+
+    def leftovers() -> list[str]:
+        left = [f"Pod/{p.metadata.name}" for p in core.list_namespaced_pod(ns).items]
+        left += [f"Service/{s.metadata.name}" for s in core.list_namespaced_service(ns).items]
+        left += [
+            f"ConfigMap/{c.metadata.name}"
+            for c in core.list_namespaced_config_map(ns).items
+            if c.metadata.name != "kube-root-ca.crt"
+        ]
+        left += [f"Secret/{s.metadata.name}" for s in core.list_namespaced_secret(ns).items]
+        for group, version, plural in (
+            ("ray.io", "v1", "rayclusters"),
+            ("security.istio.io", "v1", "peerauthentications"),
+            ("security.istio.io", "v1", "authorizationpolicies"),
+            ("security.istio.io", "v1", "requestauthentications"),
+            ("networking.istio.io", "v1", "gateways"),
+            ("networking.istio.io", "v1", "virtualservices"),
+            ("networking.istio.io", "v1", "sidecars"),
+        ):
+            items = custom.list_namespaced_custom_object(group, version, ns, plural)["items"]
+            left += [f"{plural}/{i['metadata']['name']}" for i in items]
+        for ing in client.NetworkingV1Api(api).list_namespaced_ingress(ns).items:
+            left.append(f"Ingress/{ing.metadata.name}")
+        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(ns).items
+        left += [f"EndpointSlice/{s.metadata.name}" for s in slices]
+        return left
+
+    wait_for(f"nothing left in {ns}", lambda: not leftovers(), timeout=60)
+    assert docs  # the release existed

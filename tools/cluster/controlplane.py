@@ -415,8 +415,10 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig}",
+                # deployment and replicaset: the live identity audit reads a Deployment's
+                # chain (Deployment -> ReplicaSet -> Pod) as the real controllers write it
                 "--controllers=serviceaccount,serviceaccount-token,namespace,garbagecollector,"
-                "endpointslice,endpointslicemirroring",
+                "endpointslice,endpointslicemirroring,deployment,replicaset",
                 f"--service-account-private-key-file={c / 'sa.key'}",
                 f"--root-ca-file={c / 'ca.crt'}",
                 "--leader-elect=false",
