@@ -353,7 +353,7 @@ def test_require_jwt_spares_listed_mesh_callers_not_the_gateway(mesh: Mesh, fron
     applied to the same pods, denies the listed submitter without a JWT."""
     ns = f"authz-jwt-{front.lower()}"
     core = client.CoreV1Api(mesh.api)
-    pods = install(mesh, ns, "defaults", FRONTS[front] + sets(
+    pods = install(mesh, ns, "defaults", sets(*FRONTS[front],
         f"{front}.routes.dashboard.enabled=true", f"{front}.routes.dashboard.host=ray.example.com",
         f"{front}.routes.client.enabled=true", f"{front}.routes.client.host=client.example.com",
         f"{front}.auth.jwtIssuer={ISSUER[0]}", f"{front}.auth.jwksUri={ISSUER[1]}",

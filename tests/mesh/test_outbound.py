@@ -64,12 +64,15 @@ def injector_labels(helm: Helm, tmp: Path) -> dict[str, dict[str, str]]:
 
 
 def label_args(labels: dict[str, dict[str, str]]) -> list[str]:
+    """--set flags putting the injector's pod labels into the chart's values. They are Istio
+    keys, which the chart refuses on Ray pods unless acknowledged: here they stand in for the
+    injection webhook the local cluster lacks, so the harness acknowledges them."""
     return [
         a
         for role, kv in labels.items()
         for k, v in kv.items()
         for a in ("--set-string", f"{role}.labels.{k.replace('.', chr(92) + '.')}={v}")
-    ]
+    ] + ["--set", "mesh.acknowledgeCaptureOverrides=true"]
 
 
 def peers(core: client.CoreV1Api, cluster: str) -> tuple[Any, list[Any]]:
