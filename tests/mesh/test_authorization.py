@@ -292,11 +292,19 @@ def request_admits(pid: dict[str, Any], spiffe: str | None, jwt: str | None) -> 
         meta = node.get("metadata") or (node.get("sourcedMetadata") or {}).get("metadataMatcher")
         if meta is None:
             return None
-        assert meta["filter"] == "istio_authn", meta
-        (key,) = [p["key"] for p in meta["path"]]
-        assert key in AUTHN_KEYS, f"a metadata key this test does not read: {meta}"
-        have = jwt if key == "request.auth.principal" else (
-            spiffe.removeprefix("spiffe://") if spiffe else None)
+        keys = [p["key"] for p in meta["path"]]
+        if meta["filter"] == "envoy.filters.http.jwt_authn":
+            # the validated JWT's payload, which Envoy's JWT filter writes; a request
+            # principal is Istio's "<iss>/<sub>" of that payload
+            assert keys in (["payload", "iss"], ["payload", "sub"]), meta
+            iss, _, sub = (jwt or "").rpartition("/")
+            have = None if jwt is None else (iss if keys[1] == "iss" else sub)
+        else:
+            assert meta["filter"] == "istio_authn", meta
+            (key,) = keys
+            assert key in AUTHN_KEYS, f"a metadata key this test does not read: {meta}"
+            have = jwt if key == "request.auth.principal" else (
+                spiffe.removeprefix("spiffe://") if spiffe else None)
         value = meta["value"]
         if "presentMatch" in value:
             found = have is not None
