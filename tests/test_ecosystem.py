@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_support import skip_unless_ci
 from jsonschema import Draft202012Validator
 from test_ecosystem_support import (
     CHART,
@@ -80,7 +81,7 @@ def test_strictify_closes_objects_and_keeps_declared_escape_hatches() -> None:
 def test_generated_raycluster_schema_rejects_unknown_pod_field(crds: str) -> None:
     path = SHARED_CRDS / crds / "ray.io_rayclusters.yaml"
     if not path.is_file():
-        pytest.skip(f"{path} not available")
+        skip_unless_ci(f"{path} not available")
     generated = schemas.crd_schemas(yaml.safe_load_all(path.read_text()), schemas.Stats())
     v = Draft202012Validator(generated[("ray.io", "RayCluster", "v1")])
     good = {
@@ -148,7 +149,7 @@ def test_kubeconform_has_no_schema_for_v1_istio_objects_in_istio_121(tmp_path: P
     root = schemas_dir()
     old = [s for s in checks.schema_sets(root, "istio") if s.name == "istio-1.21.1"]
     if not old:
-        pytest.skip("no istio-1.21.1 schema set")
+        skip_unless_ci("no istio-1.21.1 schema set")
     text = render_case(CASES[0])  # the defaults render security.istio.io/v1
     path = tmp_path / "v1.yaml"
     path.write_text(text)
@@ -424,7 +425,7 @@ def test_ct_lint_rejects_a_chart_yaml_without_public_metadata(tmp_path: Path) ->
     on a copy whose Chart.yaml lost its icon."""
     ct = tool("ct")
     if shutil.which("yamale", path=str(REPO / ".venv" / "bin")) is None:
-        pytest.skip("yamale not in .venv")
+        skip_unless_ci("yamale not in .venv")
     work = tmp_path / "repo"
     shutil.copytree(CHART, work / "charts" / "meshray")
     shutil.copy(REPO / "ct.yaml", work / "ct.yaml")

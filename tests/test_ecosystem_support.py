@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
+from chart_support import skip_unless_ci
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / "bin"
@@ -29,10 +29,7 @@ def in_ci() -> bool:
 
 def missing(what: str) -> None:
     """Skip locally, fail in CI."""
-    message = f"{what}: run `make lint-setup`"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_unless_ci(f"{what}: run `make lint-setup`")
 
 
 def tool(relative: str) -> Path:

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from chart_support import skip_unless_ci
 from raynet.live import Deployment, LocalCluster
 
 HERE = Path(__file__).resolve().parent
@@ -24,9 +24,7 @@ CAPTURE_DIR = CACHE / "e2e" / "capture"  # node-to-node pcaps (raynet/capture.py
 
 def unavailable(reason: str) -> None:
     """Outside CI a machine without root/tools/venvs skips; in CI that is a failure."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"e2e prerequisites missing in CI: {reason}", pytrace=False)
-    pytest.skip(f"{reason} (run `make e2e`)")
+    skip_unless_ci(f"e2e prerequisites missing: {reason} (run `make e2e`)")
 
 
 def venv_for(version: str) -> Path:

@@ -41,6 +41,7 @@ from typing import Any
 import pytest
 import yaml
 from cases import CASES
+from chart_support import skip_unless_ci
 from kube import wait_for
 from kubernetes import client
 from podcmd import listening_ports, ray_start
@@ -343,7 +344,7 @@ def test_the_waypoint_is_admitted_and_checks_the_callers(mesh: Mesh, ambient: st
     core = client.CoreV1Api(mesh.api)
     pods = [p for p in core.list_namespaced_pod(ns, label_selector="ray.io/is-ray-node=yes").items]
     if not pods:
-        pytest.skip("needs test_which_traffic_the_waypoint_takes_and_what_it_speaks[all]")
+        skip_unless_ci("needs test_which_traffic_the_waypoint_takes_and_what_it_speaks[all]")
     cluster = pods[0].metadata.labels["ray.io/cluster"]
     gw = f"{cluster}-waypoint"
     z = ztunnel_config(ambient)
