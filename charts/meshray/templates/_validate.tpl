@@ -16,7 +16,10 @@ The rule families, in the order their messages are reported.
 Usage: include "meshray.validate.families" . | fromJsonArray
 */}}
 {{- define "meshray.validate.families" -}}
-{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels" "podEnv" "podVolumes" "replicas" "identity" "podSecurity" "meshCapture" "mtls" "exportTo" "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "gateway" "gatewayAPI" "ambient" "upgrade") -}}
+{{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels"
+  "podEnv" "podVolumes" "replicas" "identity" "podSecurity" "meshCapture" "mtls" "exportTo"
+  "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "gateway"
+  "gatewayAPI" "ambient" "upgrade") -}}
 {{- end -}}
 
 {{/*

@@ -116,7 +116,8 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- $s := $c.sc -}}
 {{- /* a field the group sets is blamed on the group, one it inherits on podSecurity.container */ -}}
 {{- $blame := dict -}}
-{{- range $f := list "privileged" "allowPrivilegeEscalation" "capabilities" "runAsUser" "runAsGroup" "runAsNonRoot" "seccompProfile" "appArmorProfile" "procMount" "windowsOptions" -}}
+{{- range $f := list "privileged" "allowPrivilegeEscalation" "capabilities" "runAsUser" "runAsGroup"
+  "runAsNonRoot" "seccompProfile" "appArmorProfile" "procMount" "windowsOptions" -}}
 {{- $_ := set $blame $f (printf "%s.%s" (ternary $c.key "podSecurity.container" (hasKey $c.own $f)) $f) -}}
 {{- end -}}
 {{- if eq (toString (dig "privileged" false $s)) "true" -}}
@@ -140,7 +141,9 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- if eq (toString (dig "runAsGroup" "" $s)) "1337" -}}
 {{- $out = append $out (dict "key" (get $blame "runAsGroup") "problem" "1337: gid 1337 is Istio's proxy group: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy") -}}
 {{- end -}}
-{{- if not (or (eq (toString (dig "runAsNonRoot" "" $s)) "true") (and (not (hasKey $s "runAsNonRoot")) (eq (toString (dig "runAsNonRoot" "" $sc.pod)) "true"))) -}}
+{{- /* runAsNonRoot: the container's own, else the pod's */ -}}
+{{- $nonRoot := ternary (dig "runAsNonRoot" "" $s) (dig "runAsNonRoot" "" $sc.pod) (hasKey $s "runAsNonRoot") -}}
+{{- if ne (toString $nonRoot) "true" -}}
 {{- $out = append $out (dict "key" (get $blame "runAsNonRoot") "problem" (printf "%s: the restricted standard requires runAsNonRoot=true in the container or the pod (a null in podSecurity.* deletes that default)" (toJson (dig "runAsNonRoot" nil $s)))) -}}
 {{- end -}}
 {{- $seccomp := dig "seccompProfile" "type" (dig "seccompProfile" "type" "" $sc.pod) $s -}}
@@ -174,7 +177,11 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- $out = append $out (dict "key" (printf "%s.type" (get $podKey $f)) "problem" (printf "\"Unconfined\" turns %s off for the pod" (ternary "seccomp" "AppArmor" (eq $f "seccompProfile")))) -}}
 {{- end -}}
 {{- end -}}
-{{- $safe := list "kernel.shm_rmid_forced" "net.ipv4.ip_local_port_range" "net.ipv4.ip_unprivileged_port_start" "net.ipv4.tcp_syncookies" "net.ipv4.ping_group_range" "net.ipv4.ip_local_reserved_ports" "net.ipv4.tcp_keepalive_time" "net.ipv4.tcp_fin_timeout" "net.ipv4.tcp_keepalive_intvl" "net.ipv4.tcp_keepalive_probes" -}}
+{{- $safe := list "kernel.shm_rmid_forced" "net.ipv4.ip_local_port_range"
+  "net.ipv4.ip_unprivileged_port_start" "net.ipv4.tcp_syncookies"
+  "net.ipv4.ping_group_range" "net.ipv4.ip_local_reserved_ports"
+  "net.ipv4.tcp_keepalive_time" "net.ipv4.tcp_fin_timeout" "net.ipv4.tcp_keepalive_intvl"
+  "net.ipv4.tcp_keepalive_probes" -}}
 {{- range $i, $sysctl := (dig "sysctls" list $sc.pod) -}}
 {{- if not (has (toString (get $sysctl "name")) $safe) -}}
 {{- $out = append $out (dict "key" (printf "%s[%d]" (get $podKey "sysctls") $i) "problem" (printf "%q is not one of Kubernetes' safe sysctls: it changes the node's kernel for every pod" (toString (get $sysctl "name")))) -}}

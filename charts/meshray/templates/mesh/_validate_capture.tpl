@@ -21,7 +21,14 @@ Usage: include "meshray.captureOverrides" . | fromJsonArray
 {{- $v := .Values -}}
 {{- include "meshray.model" . -}}
 {{- $ambient := eq $v.mesh.dataplane "ambient" -}}
-{{- $harmless := list "sidecar.istio.io/nativeSidecar" "sidecar.istio.io/proxyCPU" "sidecar.istio.io/proxyCPULimit" "sidecar.istio.io/proxyMemory" "sidecar.istio.io/proxyMemoryLimit" "sidecar.istio.io/logLevel" "sidecar.istio.io/componentLogLevel" "sidecar.istio.io/agentLogLevel" "sidecar.istio.io/statsInclusionPrefixes" "sidecar.istio.io/statsInclusionSuffixes" "sidecar.istio.io/statsInclusionRegexps" "sidecar.istio.io/statsHistogramBuckets" "prometheus.istio.io/merge-metrics" "service.istio.io/canonical-name" "service.istio.io/canonical-revision" -}}
+{{- $harmless := list "sidecar.istio.io/nativeSidecar" "sidecar.istio.io/proxyCPU"
+  "sidecar.istio.io/proxyCPULimit" "sidecar.istio.io/proxyMemory"
+  "sidecar.istio.io/proxyMemoryLimit" "sidecar.istio.io/logLevel"
+  "sidecar.istio.io/componentLogLevel" "sidecar.istio.io/agentLogLevel"
+  "sidecar.istio.io/statsInclusionPrefixes" "sidecar.istio.io/statsInclusionSuffixes"
+  "sidecar.istio.io/statsInclusionRegexps" "sidecar.istio.io/statsHistogramBuckets"
+  "prometheus.istio.io/merge-metrics" "service.istio.io/canonical-name"
+  "service.istio.io/canonical-revision" -}}
 {{- $ambientOwned := list "sidecar.istio.io/inject" "istio.io/dataplane-mode" "istio.io/use-waypoint" -}}
 {{- $out := list -}}
 {{- range $v._meshrayModel.groupSources -}}
@@ -31,7 +38,9 @@ Usage: include "meshray.captureOverrides" . | fromJsonArray
 {{- $domain := ternary (index (splitList "/" $k) 0) "" (contains "/" $k) -}}
 {{- $istio := or (eq $domain "istio.io") (hasSuffix ".istio.io" $domain) -}}
 {{- $chartOwn := and (eq $k "sidecar.istio.io/inject") (eq (toString $val) "true") (eq $kind "labels") (not $ambient) -}}
-{{- $leftToAmbient := and $ambient (or (and (eq $kind "annotations") (or (hasPrefix "sidecar.istio.io/" $k) (hasPrefix "proxy.istio.io/" $k))) (and (eq $kind "labels") (has $k $ambientOwned))) -}}
+{{- $proxyKey := or (hasPrefix "sidecar.istio.io/" $k) (hasPrefix "proxy.istio.io/" $k) -}}
+{{- $ambientKey := ternary $proxyKey (has $k $ambientOwned) (eq $kind "annotations") -}}
+{{- $leftToAmbient := and $ambient $ambientKey -}}
 {{- if and $istio (not (has $k $harmless)) (not $chartOwn) (not $leftToAmbient) -}}
 {{- $out = append $out (dict "key" (printf "%s.%s.%s" $src.key $kind $k) "value" (toString $val)) -}}
 {{- end -}}
