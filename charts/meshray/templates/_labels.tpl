@@ -20,11 +20,38 @@ app.kubernetes.io/part-of: {{ include "meshray.clusterName" . | quote }}
 {{- end -}}
 
 {{/*
-Every pod of the cluster: the label KubeRay puts on each of them.
+Every pod of the cluster. A RayCluster's: `ray.io/cluster`, which KubeRay puts on each of them.
+A RayJob's cluster gets a name the operator generates, so its pods are selected by
+`meshray.io/cluster`, which the chart's pod templates carry ("meshray.generatedClusterLabels")
+and the operator copies onto every Pod it creates from them.
 Usage: include "meshray.selectorLabels" . | nindent N
 */}}
 {{- define "meshray.selectorLabels" -}}
+{{- if eq .Values.workload.kind "RayCluster" -}}
 ray.io/cluster: {{ include "meshray.clusterName" . | quote }}
+{{- else -}}
+{{ include "meshray.generatedClusterLabels" . }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The label a generated-name cluster's pod templates carry (workload.kind other than RayCluster),
+as YAML; empty for a RayCluster, whose pods KubeRay labels with its name.
+Usage: include "meshray.generatedClusterLabels" . | fromYaml
+*/}}
+{{- define "meshray.generatedClusterLabels" -}}
+{{- if ne .Values.workload.kind "RayCluster" -}}
+meshray.io/cluster: {{ include "meshray.clusterName" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The RayJob submitter's pods (K8sJobMode): the label the chart puts on the submitter Pod
+template, for the NetworkPolicy rule that admits them to the dashboard port.
+Usage: include "meshray.submitterSelectorLabels" . | fromYaml
+*/}}
+{{- define "meshray.submitterSelectorLabels" -}}
+meshray.io/submitter: {{ include "meshray.clusterName" . | quote }}
 {{- end -}}
 
 {{/*

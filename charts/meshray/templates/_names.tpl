@@ -38,6 +38,16 @@ Usage: include "meshray.clusterName" .
 {{- end -}}
 
 {{/*
+"true" when the release runs a cluster of its own (a RayCluster, or a RayJob's cluster), empty
+for a RayJob on an existing cluster (rayJob.clusterSelector): that cluster's own release then
+renders its Services and policies, and this one only the RayJob and the submitter's identity.
+Usage: if include "meshray.ownsCluster" .
+*/}}
+{{- define "meshray.ownsCluster" -}}
+{{- if or (ne .Values.workload.kind "RayJob") (not .Values.rayJob.clusterSelector) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
 The headless Service that lists every Ray port, one by one (cluster/headless-service.yaml).
 Usage: include "meshray.headlessServiceName" .
 */}}
@@ -63,6 +73,16 @@ Usage: include "meshray.serviceAccountName" .
 {{- define "meshray.serviceAccountName" -}}
 {{- $sa := .Values.serviceAccount -}}
 {{- $sa.name | default (ternary (printf "%s-ray" (include "meshray.clusterName" .)) "default" $sa.create) -}}
+{{- end -}}
+
+{{/*
+The RayJob submitter's ServiceAccount (workload.kind=RayJob, K8sJobMode): its own identity, which
+the AuthorizationPolicy admits to the dashboard port only; the submitter Pod template's
+serviceAccountName when it sets one.
+Usage: include "meshray.submitterServiceAccountName" .
+*/}}
+{{- define "meshray.submitterServiceAccountName" -}}
+{{- dig "spec" "serviceAccountName" "" (.Values.rayJob.submitterPodTemplate | default dict) | default (printf "%s-submitter" (include "meshray.clusterName" .)) -}}
 {{- end -}}
 
 {{/*

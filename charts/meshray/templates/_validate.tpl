@@ -4,7 +4,8 @@ from values.schema.yamale) already enforces types, enums and port ranges. The ch
 families, one define each, kept beside what they check: cluster/_validate.tpl (names, port
 map, per-group values, versions), cluster/_validate_inputs.tpl (ports Istio owns, the Ray
 image, env and volumes), cluster/_validate_security.tpl (the pods' identity and restricted
-Pod Security), mesh/_validate.tpl (mTLS), mesh/_validate_capture.tpl (Istio keys on the pods), mesh/_validate_exposure.tpl (exportTo,
+Pod Security), cluster/_validate_workload.tpl (the workload kind and a RayJob's fields),
+mesh/_validate.tpl (mTLS), mesh/_validate_capture.tpl (Istio keys on the pods), mesh/_validate_exposure.tpl (exportTo,
 extra PeerAuthentications), mesh/_ambient.tpl (the ambient data plane), ingress/_validate.tpl,
 gateway/_validate.tpl, gatewayapi/_validate.tpl. Each family returns its problems as a JSON list of messages, one per
 problem, each naming the key and the value and saying what to do; it never calls fail.
@@ -18,7 +19,7 @@ Usage: include "meshray.validate.families" . | fromJsonArray
 {{- define "meshray.validate.families" -}}
 {{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels"
   "podEnv" "podVolumes" "replicas" "identity" "podSecurity" "meshCapture" "mtls" "exportTo"
-  "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "gateway"
+  "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "workload" "gateway"
   "gatewayAPI" "ambient" "upgrade") -}}
 {{- end -}}
 

@@ -63,7 +63,8 @@ Usage: include "meshray.securityContexts" (dict "ctx" $ "group" $values) | fromJ
 
 {{/*
 The labels of a group's pod template, as JSON: the mesh enrolment (ambient labels from
-mesh/_ambient.tpl, or `sidecar.istio.io/inject: "true"`) under the group's own labels.
+mesh/_ambient.tpl, or `sidecar.istio.io/inject: "true"`) and, for a cluster the operator names
+(a RayJob's), `meshray.io/cluster`, under the group's own labels.
 Usage: include "meshray.podTemplateLabels" (dict "ctx" $ "group" $values) | fromJson
 */}}
 {{- define "meshray.podTemplateLabels" -}}
@@ -74,6 +75,7 @@ Usage: include "meshray.podTemplateLabels" (dict "ctx" $ "group" $values) | from
 {{- else if .ctx.Values.mesh.injectSidecar -}}
 {{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
 {{- end -}}
+{{- $labels = merge $labels (include "meshray.generatedClusterLabels" .ctx | fromYaml) -}}
 {{- toJson (merge (deepCopy (.group.labels | default dict)) $labels) -}}
 {{- end -}}
 
@@ -89,7 +91,9 @@ Usage: include "meshray.podLabels" (dict "ctx" $ "group" $values "head" true|fal
 {{- $type := ternary "head" "worker" .head -}}
 {{- $labels := dict "ray.io/is-ray-node" "yes" "ray.io/identifier" (printf "%s-%s" $cluster $type) "app.kubernetes.io/name" "kuberay" "app.kubernetes.io/created-by" "kuberay-operator" -}}
 {{- $labels = mergeOverwrite $labels (include "meshray.podTemplateLabels" (dict "ctx" .ctx "group" .group) | fromJson) -}}
+{{- if eq .ctx.Values.workload.kind "RayCluster" -}}
 {{- $_ := set $labels "ray.io/cluster" $cluster -}}
+{{- end -}}
 {{- $_ := set $labels "ray.io/node-type" $type -}}
 {{- $_ := set $labels "ray.io/group" .name -}}
 {{- toJson $labels -}}

@@ -136,9 +136,9 @@ itself writes --resources; a value already wrapped in single quotes passes as it
 {{- range .model.groupSources -}}
 {{- $key := printf "%s.labels" .key -}}
 {{- $labels := .v.labels | default dict -}}
-{{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" -}}
+{{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" "meshray.io/cluster" -}}
 {{- if hasKey $labels $l -}}
-{{- $problems = append $problems (printf "%s.%s: KubeRay sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
+{{- $problems = append $problems (printf "%s.%s: KubeRay or the chart sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -84,6 +84,23 @@ Usage: include "meshray.principal" (dict "ctx" $ "namespace" $ns "serviceAccount
 {{- end -}}
 
 {{/*
+The KubeRay operator's principal (kuberay.operator): a RayJob's cluster is polled by the
+operator on the Jobs API (GET /api/jobs/<id>; HTTPMode also submits there).
+Usage: include "meshray.operatorPrincipal" .
+*/}}
+{{- define "meshray.operatorPrincipal" -}}
+{{- include "meshray.principal" (dict "ctx" . "namespace" .Values.kuberay.operator.namespace "serviceAccount" .Values.kuberay.operator.serviceAccount) -}}
+{{- end -}}
+
+{{/*
+The RayJob submitter's principal (K8sJobMode): its own ServiceAccount in the release namespace.
+Usage: include "meshray.submitterPrincipal" .
+*/}}
+{{- define "meshray.submitterPrincipal" -}}
+{{- include "meshray.principal" (dict "ctx" . "namespace" .Release.Namespace "serviceAccount" (include "meshray.submitterServiceAccountName" .)) -}}
+{{- end -}}
+
+{{/*
 The Istio ingress gateway's principal.
 Usage: include "meshray.gatewayPrincipal" .
 */}}
