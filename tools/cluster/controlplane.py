@@ -416,9 +416,10 @@ class ControlPlane:
                 str(self.bin_dir / "kube-controller-manager"),
                 f"--kubeconfig={self.kubeconfig}",
                 # deployment and replicaset: the live identity audit reads a Deployment's
-                # chain (Deployment -> ReplicaSet -> Pod) as the real controllers write it
+                # chain (Deployment -> ReplicaSet -> Pod) as the real controllers write it;
+                # job: a RayJob's submitter is a batch Job whose Pod the Job controller creates
                 "--controllers=serviceaccount,serviceaccount-token,namespace,garbagecollector,"
-                "endpointslice,endpointslicemirroring,deployment,replicaset",
+                "endpointslice,endpointslicemirroring,deployment,replicaset,job",
                 f"--service-account-private-key-file={c / 'sa.key'}",
                 f"--root-ca-file={c / 'ca.crt'}",
                 "--leader-elect=false",

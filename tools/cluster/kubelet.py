@@ -93,6 +93,43 @@ def running_status(pod: Any, ip: str) -> dict[str, Any]:
     }
 
 
+def finished_status(pod: Any, exit_code: int) -> dict[str, Any]:
+    """The status a kubelet reports once a Pod's containers have exited (restartPolicy Never):
+    phase Succeeded (every exit 0) or Failed, every container terminated with ``exit_code``,
+    so a Job controller counts the Pod as succeeded or failed."""
+    now = _now()
+    reason = "Completed" if exit_code == 0 else "Error"
+
+    def cstatus(c: Any) -> dict[str, Any]:
+        return {
+            "name": c.name,
+            "image": c.image,
+            "imageID": "",
+            "ready": False,
+            "restartCount": 0,
+            "started": False,
+            "state": {
+                "terminated": {
+                    "exitCode": exit_code,
+                    "reason": reason,
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+            },
+        }
+
+    return {
+        "status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "conditions": [
+                {"type": t, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}
+                for t in ("Ready", "ContainersReady")
+            ],
+            "containerStatuses": [cstatus(c) for c in pod.spec.containers],
+        }
+    }
+
+
 class Kubelet:
     """Polls every Pod and plays the node for it. Run with ``start()`` (a daemon thread) or
     ``run_forever()``; ``only`` restricts it to Pods a predicate accepts."""
@@ -142,6 +179,12 @@ class Kubelet:
             except ApiException as e:
                 if e.status not in (404, 409):  # gone or changed meanwhile: next tick
                     self.errors.append(f"{ns}/{name}: {e.status} {e.reason}")
+
+    def finish(self, namespace: str, name: str, exit_code: int = 0) -> None:
+        """Report a played Pod's containers as exited with ``exit_code`` (a Job's Pod whose
+        process ended): phase Succeeded or Failed through the status subresource."""
+        pod = self.core.read_namespaced_pod(name, namespace)
+        self.core.patch_namespaced_pod_status(name, namespace, finished_status(pod, exit_code))
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
