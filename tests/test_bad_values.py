@@ -159,7 +159,9 @@ def test_unusual_but_good_values_render_validate_and_audit_clean(path: Path,
     assert res.returncode == 0, res.stdout + res.stderr
     rendered = tmp_path / f"{path.stem}.yaml"
     kinds = {d["kind"] for d in yaml.safe_load_all(rendered.read_text()) if d}
-    assert {"RayCluster", "Service"} <= kinds
+    # the workload the values ask for (a RayCluster, or a RayJob the operator makes one for)
+    workload = (yaml.safe_load(path.read_text()).get("workload") or {}).get("kind", "RayCluster")
+    assert {workload, "Service"} <= kinds
     audit = subprocess.run([str(MESHRAY), "audit", str(rendered)], capture_output=True,
                            text=True, timeout=120, check=False)
     assert audit.returncode == 0, audit.stdout + audit.stderr

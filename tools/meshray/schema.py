@@ -391,11 +391,20 @@ def _validator(node: yv.Validator, schema: ChartSchema, path: tuple[str, ...],
     if isinstance(node, yv.Map):
         out = {"type": "object"}
         key = _kw(node, "key")
+        value = _one_of([sub(v) for v in node.validators]) if node.validators else None
+        if isinstance(key, yv.Enum):
+            # A closed set of keys becomes properties: helm then names an unknown key beside
+            # its map ("additional properties"), where a propertyNames error is reported at
+            # another key's location.
+            out["properties"] = {str(k): dict(value or {}) for k in key.args}
+            out["additionalProperties"] = False
+            _copy(node, out, {"min": "minProperties", "max": "maxProperties"})
+            return out
         if key is not None and not (isinstance(key, yv.String) and not isinstance(key, yv.Regex)
                                     and not key.kwargs):
             out["propertyNames"] = _convert(key, schema, path, descriptions, stack, defs)
-        if node.validators:  # map() with no value type takes any value: nothing to say
-            out["additionalProperties"] = _one_of([sub(v) for v in node.validators])
+        if value is not None:  # map() with no value type takes any value: nothing to say
+            out["additionalProperties"] = value
         _copy(node, out, {"min": "minProperties", "max": "maxProperties"})
         return out
     if isinstance(node, yv.List):

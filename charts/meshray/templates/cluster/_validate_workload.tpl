@@ -40,7 +40,8 @@ Usage: include "meshray.kuberayFieldVersions" . | fromJson
 {{- if not $job -}}
 {{- range $key := list "entrypoint" "runtimeEnvYAML" "clusterSelector" "submitterPodTemplate" "deletionStrategy" "submitterConfig" -}}
 {{- if not (empty (get $j $key)) -}}
-{{- $problems = append $problems (printf "rayJob.%s: is set, but workload.kind is %q, which ignores rayJob.*; set workload.kind=RayJob or remove it" $key $v.workload.kind) -}}
+{{- $val := get $j $key -}}
+{{- $problems = append $problems (printf "rayJob.%s: %s is set, but workload.kind is %q, which ignores rayJob.*; set workload.kind=RayJob or remove it" $key (ternary (quote $val) (toJson $val) (kindIs "string" $val)) $v.workload.kind) -}}
 {{- end -}}
 {{- end -}}
 {{- else -}}
@@ -100,9 +101,9 @@ Usage: include "meshray.kuberayFieldVersions" . | fromJson
 {{- with $j.submitterPodTemplate -}}
 {{- $meta := get . "metadata" | default dict -}}
 {{- range $part := list "labels" "annotations" -}}
-{{- range $k, $_ := get $meta $part | default dict -}}
+{{- range $k, $val := get $meta $part | default dict -}}
 {{- if or (regexMatch "^([a-z0-9.-]+\\.)?istio\\.io/" $k) (eq $k "meshray.io/submitter") (eq $k "meshray.io/cluster") -}}
-{{- $problems = append $problems (printf "rayJob.submitterPodTemplate.metadata.%s.%s: the chart sets the submitter's mesh enrolment, native sidecar and selector labels itself (an Istio key here could take it out of the mesh or keep its Job from completing); remove it" $part $k) -}}
+{{- $problems = append $problems (printf "rayJob.submitterPodTemplate.metadata.%s.%s: %q: the chart sets the submitter's mesh enrolment, native sidecar and selector labels itself (an Istio key here could take it out of the mesh or keep its Job from completing); remove it" $part $k (toString $val)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
