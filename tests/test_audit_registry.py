@@ -23,6 +23,7 @@ from test_audit_nodeip import CASES as NODEIP
 from test_audit_peerauth import CASES as PEERAUTH
 from test_audit_pods import CASES as PODS
 from test_audit_protocols import CASES as PROTOCOLS
+from test_audit_rayjob import CASES as RAYJOB
 from test_audit_restricted import CASES as RESTRICTED
 from test_audit_support import base, run
 from test_audit_versions import CASES as VERSIONS
@@ -61,6 +62,13 @@ PUBLISHED = [
     ("pod-proxy-uid", "error"), ("pod-privilege-escalation", "error"),
     ("pod-host-namespace", "error"), ("pod-host-path", "error"), ("pod-unconfined", "error"),
     ("pod-unsafe-sysctl", "error"), ("pod-proc-mount", "error"), ("pod-host-process", "error"),
+    ("rayjob-selects-job-name", "error"), ("rayjob-no-cluster", "error"),
+    ("rayjob-cluster-not-found", "warning"), ("rayjob-dashboard-port-missing", "error"),
+    ("rayjob-submitter-template-missing", "error"),
+    ("rayjob-submitter-default-service-account", "warning"),
+    ("rayjob-submitter-ray-identity", "error"), ("rayjob-submitter-restart-policy", "error"),
+    ("rayjob-submitter-native-sidecar", "error"), ("rayjob-submitter-denied", "error"),
+    ("rayjob-submitter-beyond-dashboard", "error"),
     ("duplicate-object", "info"),
 ]
 
@@ -82,7 +90,7 @@ def test_base_is_clean() -> None:
 def test_every_check_has_a_triggering_case() -> None:
     cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + IDENTITY + INGRESS
              + GATEWAYAPI + AMBIENT + CAPTURE + PODS + RESTRICTED + INPUTS)
-    assert {c for c, _, _ in cases} == set(CHECKS)
+    assert {c for c, _, _ in cases} | {c for c, _ in RAYJOB} == set(CHECKS)
 
 
 def imports(path: Path) -> set[str]:

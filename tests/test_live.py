@@ -223,20 +223,88 @@ def rayjob_owning_demo(docs: list[dict[str, Any]], submitter_sa: str | None) -> 
                          sa=submitter_sa)[1:]]
 
 
-def test_a_rayjob_gives_way_to_its_raycluster() -> None:
-    """The RayJob's embedded spec is its RayCluster's: not another workload. Unfiltered, the
-    RayJob is named (negative control); its submitter Job, kept, is named when it runs as
-    the Ray account (KubeRay's default submitter names none: default)."""
+def test_a_rayjob_and_its_raycluster_are_one_workload() -> None:
+    """The RayJob's embedded spec is its RayCluster's: not another workload. Both are read
+    (the audit judges the RayJob too) and audited as one cluster; the submitter Job and its Pod
+    give way to the RayJob, which stands for them. Without the ownerReference the RayJob's
+    cluster is another one running as demo-ray (negative control: the ownerReference does the
+    work).
+    A submitter running as the Ray account is reported once, by the rayjob family."""
     docs = base()
     rayjob_owning_demo(docs, submitter_sa=None)
     got = read(docs)
     assert identity(got) == []
-    assert "RayJob" not in {m.kind for m in got}
-    assert ("Job", "train") in {(m.kind, m.name) for m in got}
-    assert named(raw(docs)) == {"RayJob/train"}
+    assert {("RayJob", "train"), ("RayCluster", "demo")} <= {(m.kind, m.name) for m in got}
+    assert not {("Job", "train"), ("Pod", "train-abcde")} & {(m.kind, m.name) for m in got}
+    assert identity(raw(docs)) == []
+    demo = next(d for d in docs if d["kind"] == "RayCluster")
+    del demo["metadata"]["ownerReferences"]
+    assert named(read(docs)) == {"RayJob/train"}
     docs = base()
     rayjob_owning_demo(docs, submitter_sa="demo-ray")
-    assert named(read(docs)) == {"Job/train"}
+    findings = audit(read(docs), namespace=NS)
+    assert not [f for f in findings if f.check.startswith("identity-")]
+    assert [(f.kind, f.name, f.key) for f in findings
+            if f.check == "rayjob-submitter-ray-identity"] == [
+        ("RayJob", "train", "spec.submitterPodTemplate.spec.serviceAccountName")]
+
+
+def test_a_rayjob_s_live_raycluster_is_reported_once_as_the_rayjob() -> None:
+    """A port missing from the headless Service: the RayCluster the RayJob controls is audited
+    once, its findings on RayJob/train (keys into its rayClusterSpec); its running Pod is the
+    RayJob's too. Without the ownerReference (the control) the same port is missing for
+    RayCluster/demo, and for the RayJob's own spec, which selects nothing."""
+    docs = base()
+    rayjob_owning_demo(docs, submitter_sa="train-submitter")
+    pod = ray_pod(docs)
+    pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    docs.append(pod)
+    svc = next(d for d in docs if d["kind"] == "Service")
+    svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["port"] != 6383]
+    found = [f for f in audit(read(docs), namespace=NS) if f.check == "port-missing"]
+    assert [(f.kind, f.name, f.key, f.value) for f in found] == [
+        ("RayJob", "train", "spec.rayClusterSpec.headGroupSpec.rayStartParams."
+         "dashboard-agent-grpc-port", 6383)]
+    privileged = [f for f in audit(read(docs), namespace=NS) if f.check == "pod-privileged"]
+    assert [(f.kind, f.name) for f in privileged] == [("Pod", "demo-head-x7k2p")]
+    assert privileged[0].message.startswith(
+        "Pod demo-head-x7k2p (head of RayJob/train (RayCluster demo))")
+    demo = next(d for d in docs if d["kind"] == "RayCluster")
+    del demo["metadata"]["ownerReferences"]
+    found = [f for f in audit(read(docs), namespace=NS) if f.check in {
+        "port-missing", "no-headless-service"}]
+    assert {(f.check, f.kind, f.name) for f in found} == {
+        ("port-missing", "RayCluster", "demo"), ("no-headless-service", "RayJob", "train")}
+
+
+def test_a_rayjob_s_live_raycluster_is_what_runs() -> None:
+    """The operator ignores later edits of rayClusterSpec: the live RayCluster is judged, not
+    the RayJob's copy (an edit of the copy alone changes nothing; of the RayCluster, it does)."""
+    docs = base()
+    rayjob_owning_demo(docs, submitter_sa="train-submitter")
+    job = next(d for d in docs if d["kind"] == "RayJob")
+    job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].pop("node-ip-address")
+    assert not [f for f in audit(read(docs), namespace=NS) if f.check == "node-ip-missing"]
+    demo = next(d for d in docs if d["kind"] == "RayCluster")
+    demo["spec"]["headGroupSpec"]["rayStartParams"].pop("node-ip-address")
+    found = [f for f in audit(read(docs), namespace=NS) if f.check == "node-ip-missing"]
+    assert [(f.kind, f.name) for f in found] == [("RayJob", "train")]
+
+
+def test_a_live_rayjob_s_cluster_must_exist() -> None:
+    """clusterSelector names a RayCluster the read did not find: an error live (the operator
+    requeues until it exists), a warning for the same objects given as files."""
+    docs = base()
+    docs += chain(("RayJob", "adhoc"), sa="adhoc-submitter")
+    docs[-1]["spec"]["clusterSelector"] = {"ray.io/cluster": "gone"}
+
+    def severities(objs: list[Manifest]) -> list[str]:
+        return [f.severity for f in audit(objs, namespace=NS)
+                if f.check == "rayjob-cluster-not-found"]
+    assert severities(read(docs)) == ["error"]
+    assert severities(raw(docs)) == ["warning"]
+    docs[-1]["spec"]["clusterSelector"] = {"ray.io/cluster": "demo"}  # the control
+    assert severities(read(docs)) == []
 
 
 def test_a_rayjob_on_an_existing_cluster_stands_for_its_submitter() -> None:

@@ -16,9 +16,11 @@ true``) is the same workload: a Deployment's ReplicaSets and their Pods, a CronJ
 Job's Pods. Only the controller is kept, so a finding names ``Deployment/app`` once, not also
 its ReplicaSet and each Pod; a child that runs as a ServiceAccount its controller's pod specs
 do not name (a mutating webhook) is kept. RayClusters and Ray Pods are always kept (the audit
-judges them), and a RayJob or RayService whose RayCluster was read gives way to it, so the
-identity checks do not call a RayCluster's own RayJob another workload running as its
-ServiceAccount; the RayJob's submitter Job, which it also controls, is kept in its place.
+judges them), and a RayService whose RayCluster was read gives way to it, so the identity
+checks do not call a RayCluster's own RayService another workload running as its
+ServiceAccount. RayJobs are always kept: the audit judges them (their submitter, the cluster
+they run on) and audits the RayCluster a RayJob controls once, as the RayJob's; the
+submitter Job a RayJob controls gives way to it like any controlled workload.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ KINDS = (
     Kind("ray.io/v1", "RayJob", "rayjobs"),
     Kind("ray.io/v1", "RayService", "rayservices"),
 )
-# the KubeRay kinds that create RayClusters and stand aside for the ones read
-RAY_CREATORS = ("RayJob", "RayService")
+# the KubeRay kinds that create RayClusters and stand aside for the ones read (a RayJob does
+# not: the audit merges it with its RayCluster, audit/rayjob.py)
+RAY_CREATORS = ("RayService",)
 ROOT_KINDS = (Kind("security.istio.io/v1", "PeerAuthentication", "peerauthentications"),)
 
 
@@ -165,8 +168,8 @@ def _accounts(m: Manifest) -> set[str]:
 def controllers_only(objs: Sequence[Manifest]) -> list[Manifest]:
     """The objects without the workloads a read controller stands for (module docstring)."""
     by_uid = {u: m for m in objs if (u := _uid(m))}
-    # a RayJob or RayService with a RayCluster of its own in the read: that cluster stands
-    # for the spec it embeds
+    # a RayService with a RayCluster of its own in the read: that cluster stands for the spec
+    # it embeds
     aside = {u for m in objs if is_raycluster(m) and (u := _controller(m))
              and _is_ray_creator(by_uid.get(u))}
     out: list[Manifest] = []

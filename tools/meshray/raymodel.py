@@ -202,6 +202,55 @@ class Cluster:
     token_auth: bool = False
     # spec.headGroupSpec.headService.spec.ports: KubeRay's head Service template
     head_service_template: list[dict[str, Any]] = field(default_factory=list)
+    # the RayJob that declares the cluster (its spec.rayClusterSpec), "" for a RayCluster
+    job: str = ""
+    # False when KubeRay generates the name (a RayJob's <rayjob>-<5 random>): ``name`` is
+    # then a placeholder no label selector can match, never shown
+    name_known: bool = True
+    # where the RayCluster spec sits in the object findings are reported on
+    spec_key: str = "spec"
+    # the RayCluster spec itself (the RayCluster's spec, or the RayJob's rayClusterSpec)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """How findings name the cluster: ``RayCluster/<name>``, or ``RayJob/<name>`` for a
+        RayJob's cluster (with the RayCluster's name when a live one is known)."""
+        if not self.job:
+            return f"RayCluster/{self.name}"
+        return f"RayJob/{self.job}" + (f" (RayCluster {self.name})" if self.name_known else "")
+
+    @property
+    def base_name(self) -> str:
+        """The name the objects around the cluster are conventionally named after: the
+        RayJob's for a RayJob's cluster (its RayCluster's name is generated)."""
+        return self.job or self.name
+
+    def template_labels(self) -> dict[str, str]:
+        """The labels every group's pod template sets (what selects all of a RayJob's pods,
+        whose ray.io/cluster value KubeRay generates)."""
+        common: dict[str, str] | None = None
+        for g in self.groups:
+            meta = g.template.get("metadata") if isinstance(g.template, dict) else None
+            raw = meta.get("labels") if isinstance(meta, dict) else None
+            labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            common = labels if common is None else {
+                k: v for k, v in common.items() if labels.get(k) == v}
+        return common or {}
+
+    def selector_hint(self) -> str:
+        """The label selector to suggest for the cluster's pods, as ``key: value``."""
+        if self.name_known and not self.job:
+            return f"ray.io/cluster: {self.name}"
+        labels = {k: v for k, v in self.template_labels().items()
+                  if "istio.io" not in k.split("/", 1)[0]}
+        if "meshray.io/cluster" in labels:
+            return f"meshray.io/cluster: {labels['meshray.io/cluster']}"
+        if labels:
+            k, v = sorted(labels.items())[0]
+            return f"{k}: {v} (a label every pod template sets)"
+        return (f"a label set on every pod template of RayJob/{self.job} (such as "
+                f"meshray.io/cluster: {self.job})")
 
     @property
     def head(self) -> Group | None:
@@ -249,7 +298,9 @@ class Cluster:
 
     @property
     def head_service_name(self) -> str:
-        return f"{self.name}-head-svc"
+        """KubeRay's head Service: ``<cluster>-head-svc``; for a RayJob's cluster of unknown
+        name, the copy KubeRay >= 1.5 makes of it as ``<rayjob>-head-svc``."""
+        return f"{self.name}-head-svc" if self.name_known else f"{self.job}-head-svc"
 
 
 def _params(spec: Any) -> dict[str, Any]:
@@ -331,32 +382,71 @@ def is_raycluster(m: Manifest) -> bool:
     return m.kind == "RayCluster" and m.api_group == "ray.io"
 
 
-def cluster_from(obj: dict[str, Any], namespace: str) -> Cluster:
-    """The port model of one RayCluster object."""
+def cluster_from(obj: dict[str, Any], namespace: str, spec_key: str = "spec") -> Cluster:
+    """The port model of one RayCluster object (keys of findings start at ``spec_key``)."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     assert isinstance(meta, dict) and isinstance(spec, dict)
+    return _cluster(spec, str(meta.get("name") or ""), namespace, spec_key)
+
+
+def is_rayjob(m: Manifest) -> bool:
+    return m.kind == "RayJob" and m.api_group == "ray.io"
+
+
+RAYJOB_SPEC_KEY = "spec.rayClusterSpec"
+
+
+def rayjob_cluster_from(job: dict[str, Any], namespace: str,
+                        live_cluster: dict[str, Any] | None = None) -> Cluster | None:
+    """The port model of the RayCluster a RayJob runs on when it declares one
+    (``spec.rayClusterSpec``), None for a RayJob on an existing cluster (clusterSelector).
+
+    KubeRay names that cluster ``<rayjob>-<5 random>`` (``<rayjob>-raycluster-<5 random>``
+    before v1.4), so its Pods' ``ray.io/cluster`` value is unknown: the model gets a
+    placeholder no selector can match. ``live_cluster``, the RayCluster object the operator
+    created (read from a running cluster), gives the real name and the spec it runs."""
+    meta = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
+    spec = job.get("spec") if isinstance(job.get("spec"), dict) else {}
+    assert isinstance(meta, dict) and isinstance(spec, dict)
+    name = str(meta.get("name") or "")
+    if live_cluster is not None:
+        c = cluster_from(live_cluster, namespace, RAYJOB_SPEC_KEY)
+        c.job = name
+        return c
+    embedded = spec.get("rayClusterSpec")
+    if not isinstance(embedded, dict):
+        return None
+    # "<" is not allowed in label values: no selector in any manifest can equal this
+    c = _cluster(embedded, f"<{name}-generated>", namespace, RAYJOB_SPEC_KEY)
+    c.job, c.name_known = name, False
+    return c
+
+
+def _cluster(spec: dict[str, Any], name: str, namespace: str, spec_key: str) -> Cluster:
     version = parse_version(spec.get("rayVersion"))
-    version_key = "spec.rayVersion"
+    version_key = f"{spec_key}.rayVersion"
     head_spec = spec.get("headGroupSpec") if isinstance(spec.get("headGroupSpec"), dict) else {}
     assert isinstance(head_spec, dict)
+    head_path = f"{spec_key}.headGroupSpec"
     if version is None:
-        probe = _group(head_spec, "spec.headGroupSpec", True, None)
+        probe = _group(head_spec, head_path, True, None)
         version = image_version(probe.ray_container.get("image"))
-        version_key = "spec.headGroupSpec.template.spec.containers[0].image"
-    groups = [_group(head_spec, "spec.headGroupSpec", True, version)]
+        version_key = f"{head_path}.template.spec.containers[0].image"
+    groups = [_group(head_spec, head_path, True, version)]
     workers = spec.get("workerGroupSpecs")
     if isinstance(workers, list):
         for i, w in enumerate(workers):
             if isinstance(w, dict):
-                groups.append(_group(w, f"spec.workerGroupSpecs[{i}]", False, version))
+                groups.append(_group(w, f"{spec_key}.workerGroupSpecs[{i}]", False, version))
     auth = spec.get("authOptions")
     token_auth = isinstance(auth, dict) and str(auth.get("mode", "")).lower() == "token"
     tmpl = ((head_spec.get("headService") or {}).get("spec") or {}).get("ports")
     tmpl_ports = [p for p in tmpl if isinstance(p, dict)] if isinstance(tmpl, list) else []
-    return Cluster(name=str(meta.get("name") or ""), namespace=namespace, version=version,
+    return Cluster(name=name, namespace=namespace, version=version,
                    version_key=version_key if version else "", groups=groups,
-                   token_auth=token_auth, head_service_template=tmpl_ports)
+                   token_auth=token_auth, head_service_template=tmpl_ports,
+                   spec_key=spec_key, spec=spec)
 
 
 def compress(ports: list[int]) -> str:

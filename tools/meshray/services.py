@@ -118,7 +118,9 @@ def headless_service(services: Sequence[Service], c: Cluster) -> Service | None:
     fqdn_svcs = {fqdn_parts(str(g.params.get("node-ip-address", "")))[0] for g in c.groups}
 
     def rank(s: Service) -> tuple[bool, bool, bool, str]:
-        return (s.name not in fqdn_svcs, s.meta("labels").get(HEADLESS_LABEL) != c.name,
-                s.name != f"{c.name}-headless-svc", s.name)
+        # a RayJob's cluster: its objects are named after the RayJob (base_name)
+        return (s.name not in fqdn_svcs,
+                s.meta("labels").get(HEADLESS_LABEL) not in {c.name, c.base_name},
+                s.name != f"{c.base_name}-headless-svc", s.name)
 
     return sorted(headless, key=rank)[0]

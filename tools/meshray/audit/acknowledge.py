@@ -34,8 +34,8 @@ def acknowledged(obj: dict[str, Any]) -> set[str]:
 def owner(ctx: Context, m: Manifest) -> Manifest | None:
     """The RayCluster whose acknowledgements apply to ``m``: itself, or for a Ray Pod the
     RayCluster its ``ray.io/cluster`` label names, when it is in the input."""
-    if m.kind == "RayCluster":
-        return m
+    if m.kind == "RayCluster" or any(m is cm for _, cm in ctx.clusters):
+        return m  # a RayCluster, or a RayJob declaring one (the chart annotates the RayJob)
     meta = m.obj.get("metadata")
     labels = meta.get("labels") if isinstance(meta, dict) else None
     name = labels.get("ray.io/cluster") if isinstance(labels, dict) else None
@@ -48,6 +48,6 @@ def severity(ctx: Context, m: Manifest, risk: str) -> tuple[str, str]:
     says so when its RayCluster acknowledges the risk."""
     rc = owner(ctx, m)
     if rc is not None and risk in acknowledged(rc.obj):
-        return WARNING, (f" (acknowledged: RayCluster/{rc.name} has {ANNOTATION}: "
+        return WARNING, (f" (acknowledged: {rc.kind}/{rc.name} has {ANNOTATION}: "
                          f"{risk})")
     return ERROR, ""

@@ -104,11 +104,11 @@ def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
         if USE_WAYPOINT in labels:
             _use_waypoint(ctx, m, c.namespace, f"{g.path}.template.metadata.labels."
                           f"{USE_WAYPOINT}", labels[USE_WAYPOINT], "workload")
-    head_svc = ((m.obj.get("spec") or {}).get("headGroupSpec") or {}).get("headService")
+    head_svc = (c.spec.get("headGroupSpec") or {}).get("headService")
     svc_labels = _meta(head_svc, "labels")
     if USE_WAYPOINT in svc_labels:
         _use_waypoint(ctx, m, c.namespace,
-                      f"spec.headGroupSpec.headService.metadata.labels.{USE_WAYPOINT}",
+                      f"{c.spec_key}.headGroupSpec.headService.metadata.labels.{USE_WAYPOINT}",
                       svc_labels[USE_WAYPOINT], "service")
 
 

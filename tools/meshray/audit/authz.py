@@ -293,11 +293,11 @@ def _groups(ctx: Context) -> Iterator[tuple[Cluster, Manifest, Group]]:
 
 def check(ctx: Context) -> None:
     policies = _policies(ctx)
-    for c, m, g in _groups(ctx):
+    for c, _, g in _groups(ctx):
         applying = [p for p in policies if p.applies(ctx, c, g)]
         allow = [p for p in applying if p.action == "ALLOW"]
         tcp = l4_ports(ctx, c, g)
-        _check_denied(ctx, g, m, allow, tcp)
+        _check_denied(ctx, c, g, allow, tcp)
         for p in allow:
             _check_open(ctx, g, p, tcp)
         for p in applying:
@@ -306,14 +306,14 @@ def check(ctx: Context) -> None:
     _check_netpols(ctx)
 
 
-def _admitting_ports(rule: dict[str, Any], ports: set[int], tcp: set[int]) -> set[int]:
+def admitting_ports(rule: dict[str, Any], ports: set[int], tcp: set[int]) -> set[int]:
     """Ports an ALLOW rule can admit anyone to: its ``to`` ports, less the TCP ports when it
     uses HTTP-only fields (it never matches there)."""
     admitted = rule_ports(rule, ports)
     return admitted - tcp if http_fields(rule) else admitted
 
 
-def _check_denied(ctx: Context, g: Group, m: Manifest, allow: list[Policy], tcp: set[int]
+def _check_denied(ctx: Context, c: Cluster, g: Group, allow: list[Policy], tcp: set[int]
                   ) -> None:
     if not allow:
         return
@@ -321,7 +321,7 @@ def _check_denied(ctx: Context, g: Group, m: Manifest, allow: list[Policy], tcp:
     admitted: set[int] = set()
     for p in allow:
         for _, rule in p.rules():
-            admitted |= _admitting_ports(rule, set(needed), tcp)
+            admitted |= admitting_ports(rule, set(needed), tcp)
     missing = sorted(set(needed) - admitted)
     if not missing:
         return
@@ -329,7 +329,7 @@ def _check_denied(ctx: Context, g: Group, m: Manifest, allow: list[Policy], tcp:
     blocking = [n for n in missing if needed[n] not in _METRICS]
     comps = sorted({needed[n] for n in missing})
     ctx.add(AUTHZ_PORT_DENIED, allow[0].manifest, "spec.rules", compress(missing),
-            f"ALLOW policies ({names}) select group {g.name} of RayCluster/{m.name} but no rule "
+            f"ALLOW policies ({names}) select group {g.name} of {c.ref} but no rule "
             f"admits these ports ({', '.join(comps)}): Istio denies them to every peer, so Ray "
             "hangs on them", "add a rule admitting the cluster's own principals to them (a "
             "rule with only `from`, no `to`, covers every port)",
@@ -344,7 +344,7 @@ def _check_open(ctx: Context, g: Group, p: Policy, tcp: set[int]) -> None:
         if not any_source(rule):
             continue
         key = f"spec.rules[{i}]"
-        hit_user = sorted(_admitting_ports(rule, set(user), tcp))
+        hit_user = sorted(admitting_ports(rule, set(user), tcp))
         if hit_user:
             comps = ", ".join(user[n] for n in hit_user)
             ctx.add(AUTHZ_DASHBOARD_OPEN, p.manifest, key, compress(hit_user),
@@ -352,7 +352,7 @@ def _check_open(ctx: Context, g: Group, p: Policy, tcp: set[int]) -> None:
                     "runs code on the cluster (CVE-2023-48022); rules are ORed, so another "
                     "rule's `from` does not restrict this one",
                     "give this rule a `from` with the gateway's or job submitters' principals")
-        hit = sorted(_admitting_ports(rule, set(internal), tcp))
+        hit = sorted(admitting_ports(rule, set(internal), tcp))
         if hit:
             ctx.add(AUTHZ_ANY_SOURCE, p.manifest, key, compress(hit),
                     f"admits any source to group {g.name}'s Ray ports (a driver that reaches "
@@ -462,7 +462,7 @@ def _port_admits(entry: dict[str, Any], port: int, named: dict[str, int]) -> boo
 
 def _check_netpols(ctx: Context) -> None:
     netpols = [(np, np.namespace(ctx.namespace)) for np in ctx.netpols if _ingress_policy(np)]
-    for c, m, g in _groups(ctx):
+    for c, _, g in _groups(ctx):
         pod = g.pod_labels(c.name)
         selecting = [(np, ns) for np, ns in netpols if ns == c.namespace
                      and _selects(_dict(np.obj.get("spec")).get("podSelector"), pod)]
@@ -480,10 +480,10 @@ def _check_netpols(ctx: Context) -> None:
             if missing:
                 ctx.add(NETPOL_PORT_BLOCKED, selecting[0][0], "spec.ingress", compress(missing),
                         f"NetworkPolicies ({', '.join(np.name for np, _ in selecting)}) select "
-                        f"group {g.name} of RayCluster/{m.name} but admit no ingress from group "
+                        f"group {g.name} of {c.ref} but admit no ingress from group "
                         f"{peer.name}'s pods to these Ray ports: Ray hangs on them",
-                        "add an ingress rule from podSelector ray.io/cluster: "
-                        f"{c.name} to every Ray port (or to all ports)")
+                        f"add an ingress rule from podSelector {c.selector_hint()} to every "
+                        "Ray port (or to all ports)")
 
 
 def _rule_admits(rule: dict[str, Any], ns: str, c: Cluster, peer: dict[str, str], port: int,

@@ -160,26 +160,43 @@ def check_service(ctx: Context, c: Cluster, cm: Manifest) -> None:
     if svc is None:
         others = ", ".join(f"Service/{s.name}" for s in selecting(ctx.services, c))
         extra = f"; {others} selects it but is not headless" if others else ""
-        ctx.add(NO_HEADLESS_SERVICE, cm, "metadata.name", c.name,
-                f"no headless Service in namespace {c.namespace} selects this cluster's pods"
+        if c.job:
+            # a Service selecting the RayJob's name: the rayjob family reports it on the Service
+            by_name = ", ".join(f"Service/{s.name}" for s in ctx.services
+                                if s.namespace == c.namespace
+                                and s.selector.get("ray.io/cluster") == c.job)
+            extra += (f"; {by_name} selects ray.io/cluster: {c.job}, which KubeRay's "
+                      "generated cluster name never equals") if by_name else ""
+        ctx.add(NO_HEADLESS_SERVICE, cm, "metadata.name", c.base_name,
+                f"no headless Service in namespace {c.namespace} selects {c.ref}'s pods"
                 f"{extra}",
-                f"add Service {c.name}-headless-svc with clusterIP: None and selector "
-                f"ray.io/cluster: {c.name} declaring every Ray port")
+                f"add Service {c.base_name}-headless-svc with clusterIP: None and selector "
+                f"{c.selector_hint()} declaring every Ray port")
         return
     sm = svc.manifest
     for g in c.groups:
         if not svc.selects(g.pod_labels(c.name)):
             ctx.add(GROUP_NOT_SELECTED, sm, "spec.selector", svc.selector,
-                    f"does not select the pods of group {g.name} of RayCluster/{c.name}",
-                    f"select on ray.io/cluster: {c.name} only")
+                    f"does not select the pods of group {g.name} of {c.ref}",
+                    f"select on {c.selector_hint()} only")
     if svc.spec.get("publishNotReadyAddresses") is not True:
         ctx.add(PUBLISH_NOT_READY_MISSING, sm, "spec.publishNotReadyAddresses",
                 svc.spec.get("publishNotReadyAddresses"),
                 "Pod FQDNs must resolve before the Ray pods are Ready (node-ip-address)",
                 "set publishNotReadyAddresses: true")
     label = svc.meta("labels").get(HEADLESS_LABEL)
-    if label != c.name:
-        multi = [g.name for g in c.groups if g.num_of_hosts > 1]
+    multi = [g.name for g in c.groups if g.num_of_hosts > 1]
+    if c.job:
+        # KubeRay compares the label with the cluster's name, which it generates for a RayJob:
+        # no label can name it, which matters only for multi-host groups
+        if multi:
+            ctx.add(HEADLESS_LABEL_MISSING, sm, f"metadata.labels.{HEADLESS_LABEL}", label,
+                    f"{c.ref}'s cluster name is generated, so no {HEADLESS_LABEL} label can "
+                    "name it: KubeRay creates its own worker headless Service for the "
+                    f"multi-host groups ({', '.join(multi)})",
+                    "run multi-host groups as a RayCluster (clusterSelector), whose name is "
+                    "known", severity=ERROR)
+    elif label != c.name:
         ctx.add(HEADLESS_LABEL_MISSING, sm, f"metadata.labels.{HEADLESS_LABEL}", label,
                 "without this label KubeRay creates its own worker headless Service for "
                 "multi-host groups" + (f" (here: {', '.join(multi)})" if multi else ""),
@@ -264,7 +281,7 @@ def _check_service_protocols(ctx: Context, c: Cluster, svc: Service,
         if not users:
             if port not in container_ports:
                 ctx.add(PORT_UNUSED, sm, f"spec.ports[{i}]", port,
-                        f"no group of RayCluster/{c.name} listens on {port}; it only costs "
+                        f"no group of {c.ref} listens on {port}; it only costs "
                         "sidecar config", "remove the port, or pin the Ray flag it was meant for")
             continue
         expected = {(g.expected_protocol(comp), comp.name, g.name) for g, comp in users}

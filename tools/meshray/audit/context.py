@@ -26,8 +26,12 @@ class Context:
     netpols: list[Manifest] = field(default_factory=list)  # Kubernetes NetworkPolicies
     gateway_api: list[Manifest] = field(default_factory=list)  # routes, ReferenceGrants
     gateways: list[Manifest] = field(default_factory=list)  # Gateway API Gateways (waypoints)
-    # what else runs pods (Deployments, Jobs, RayJobs, other Pods...): whose identity they use
+    # what else runs pods (Deployments, Jobs, RayServices, other Pods...): whose identity they use
     workloads: list[Manifest] = field(default_factory=list)
+    # RayJobs (their cluster, when they declare one, is also in ``clusters``)
+    rayjobs: list[Manifest] = field(default_factory=list)
+    # Namespace objects: which namespaces label their pods for sidecar injection
+    namespaces: list[Manifest] = field(default_factory=list)
 
     def add(self, check: Check, m: Manifest, key: str, value: Any, message: str, fix: str,
             severity: str | None = None) -> None:

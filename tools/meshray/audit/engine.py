@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..manifests import Manifest
-from ..raymodel import cluster_from, is_raycluster
+from ..raymodel import cluster_from, is_raycluster, is_rayjob
 from ..services import Service, is_service
-from . import ambient, authz, gatewayapi, identity, ingress, inputs, pods, protocols, registry
+from . import (
+    ambient,
+    authz,
+    gatewayapi,
+    identity,
+    ingress,
+    inputs,
+    pods,
+    protocols,
+    rayjob,
+    registry,
+)
 from .context import Context
 from .findings import RANK, Finding
 
@@ -20,8 +31,12 @@ def audit(manifests: Sequence[Manifest], namespace: str = "default",
         ns = m.namespace(namespace)
         if is_raycluster(m):
             ctx.clusters.append((cluster_from(m.obj, ns), m))
+        elif is_rayjob(m):
+            ctx.rayjobs.append(m)
         elif is_service(m):
             ctx.services.append(Service(m, ns))
+        elif m.kind == "Namespace" and m.api_group == "":
+            ctx.namespaces.append(m)
         elif m.kind == "PeerAuthentication" and m.api_group == "security.istio.io":
             ctx.peerauths.append(m)
         elif ingress.is_ingress(m):
@@ -40,6 +55,7 @@ def audit(manifests: Sequence[Manifest], namespace: str = "default",
             ctx.authz.append(m)
         elif authz.is_netpol(m):
             ctx.netpols.append(m)
+    rayjob.add_clusters(ctx)  # a RayJob's cluster is audited as a RayCluster, named the RayJob
     for c, m in ctx.clusters:
         for check in registry.PER_CLUSTER:
             check(ctx, c, m)

@@ -65,9 +65,10 @@ def to_json(findings: Sequence[Finding]) -> str:
                       indent=2, default=str)
 
 
-def summary(findings: Sequence[Finding], objects: int, clusters: int) -> str:
+def summary(findings: Sequence[Finding], objects: int, clusters: int, jobs: int = 0) -> str:
     """The text format's closing line (printed to stderr)."""
     n = counts(findings)
-    return (f"{objects} object(s), {clusters} RayCluster(s): {n[ERROR]} error(s), "
+    workloads = f"{clusters} RayCluster(s)" + (f", {jobs} RayJob(s)" if jobs else "")
+    return (f"{objects} object(s), {workloads}: {n[ERROR]} error(s), "
             f"{n[WARNING]} warning(s), {n[INFO]} info")
 

@@ -93,24 +93,47 @@ def pod_specs(m: Manifest) -> Iterator[Any]:
         yield from _cluster_specs(embedded)
 
 
-def _others(ctx: Context, c: Cluster, sa: str) -> list[str]:
+def _others(ctx: Context, c: Cluster, cm: Manifest, sa: str) -> list[str]:
     """``Kind/name`` of the input's other workloads in the cluster's namespace running as
-    ``sa``; running Ray Pods stand for their RayCluster."""
+    ``sa``; running Ray Pods stand for their RayCluster (or RayJob). The submitter of the
+    RayJob that declares this cluster is left to the rayjob family
+    (rayjob-submitter-ray-identity), which reports on the same object."""
     out: list[str] = []
     for other_c, m in ctx.clusters:
-        if other_c.namespace == c.namespace and other_c.name != c.name and any(
-                service_account(s) == sa for s in pod_specs(m)):
-            out.append(f"RayCluster/{m.name}")
+        if other_c.namespace == c.namespace and m is not cm and any(
+                service_account(g.template.get("spec")) == sa for g in other_c.groups):
+            out.append(f"{m.kind}/{m.name}")
     for m in ctx.pods:
         owner = strings(as_dict(m.obj.get("metadata")).get("labels")).get("ray.io/cluster", "")
         if (m.namespace(ctx.namespace) == c.namespace and owner != c.name
                 and service_account(m.obj.get("spec")) == sa):
-            out.append(f"RayCluster/{owner}")
+            known = next((om for oc, om in ctx.clusters if oc.name_known and oc.name == owner
+                          and oc.namespace == c.namespace), None)
+            out.append(f"{known.kind}/{known.name}" if known else f"RayCluster/{owner}")
     for m in ctx.workloads:
         if m.namespace(ctx.namespace) == c.namespace and any(
                 service_account(s) == sa for s in pod_specs(m)):
             out.append(f"{m.kind}/{m.name}")
+    for m in ctx.rayjobs:
+        if (m.namespace(ctx.namespace) == c.namespace and not runs_on(m, cm)
+                and any(service_account(s) == sa for s in submitter_specs(m))):
+            out.append(f"{m.kind}/{m.name}")
     return list(dict.fromkeys(out))
+
+
+def submitter_specs(m: Manifest) -> Iterator[Any]:
+    """The pod spec of a RayJob's submitter Job (K8sJobMode, the default): its template's,
+    else KubeRay's default one, which names no ServiceAccount (common/job.go)."""
+    spec = as_dict(m.obj.get("spec"))
+    if str(spec.get("submissionMode") or "K8sJobMode") == "K8sJobMode":
+        yield as_dict(spec.get("submitterPodTemplate")).get("spec")
+
+
+def runs_on(job: Manifest, cm: Manifest) -> bool:
+    """The RayJob declares the cluster reported on ``cm`` (it is that object). A RayJob whose
+    clusterSelector names a RayCluster is another workload to it: the RayCluster's owners are
+    told its identity is shared, the RayJob's that its submitter has the Ray identity."""
+    return job is cm
 
 
 def _admitting(ctx: Context, c: Cluster, groups: list[Group], sa: str
@@ -149,7 +172,7 @@ def check(ctx: Context) -> None:
             policies, principal = _admitting(ctx, c, groups, sa)
             if not policies:
                 continue
-            others = _others(ctx, c, sa)
+            others = _others(ctx, c, m, sa)
             if sa != DEFAULT and not others:
                 continue
             _report(ctx, m, c, groups, sa, principal, policies, others)

@@ -32,7 +32,7 @@ _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 def check(ctx: Context, c: Cluster, m: Manifest) -> None:
     svc = headless_service(ctx.services, c)
-    svc_name = svc.name if svc else f"{c.name}-headless-svc"
+    svc_name = svc.name if svc else f"{c.base_name}-headless-svc"
     for g in c.groups:
         key = f"{g.path}.rayStartParams.node-ip-address"
         raw = g.params.get("node-ip-address")

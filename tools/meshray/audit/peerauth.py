@@ -62,7 +62,7 @@ def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
         ctx.add(PEERAUTH_NONE, m, "metadata.name", None,
                 "no PeerAuthentication in the input applies to this cluster; the namespace or "
                 "mesh default decides its mTLS mode",
-                "add a PeerAuthentication selecting ray.io/cluster with mtls.mode STRICT")
+                f"add a PeerAuthentication selecting {c.selector_hint()} with mtls.mode STRICT")
 
 
 def check(ctx: Context) -> None:
@@ -76,7 +76,11 @@ def check(ctx: Context) -> None:
             ctx.add(PEERAUTH_ROOT_SELECTOR, pa, "spec.selector", labels,
                     f"Istio ignores workload selectors in the root namespace {ns}",
                     "move the policy to the Ray cluster's namespace")
-        if labels and not matched and any(k.startswith("ray.io/") for k in labels):
+        # selecting a RayJob's name as ray.io/cluster: the rayjob family says why on this object
+        by_job = any(c.job and c.job == labels.get("ray.io/cluster") and c.namespace == ns
+                     for c, _ in ctx.clusters)
+        if (labels and not matched and any(k.startswith("ray.io/") for k in labels)
+                and not by_job):
             ctx.add(PEERAUTH_NO_MATCH, pa, "spec.selector.matchLabels", labels,
                     f"selects no Ray pods of any RayCluster in namespace {ns}",
                     "match ray.io/cluster: <cluster name> of the RayCluster")

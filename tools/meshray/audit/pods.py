@@ -246,7 +246,7 @@ def _check_stale(ctx: Context, pod: Manifest, flags: dict[str, str], env: dict[s
             diffs.append(f"env {name} {env.get(name)!r} (RayCluster: {str(want)!r})")
     if diffs:
         ctx.add(POD_STALE_FLAGS, pod, "spec.containers[0].args", None,
-                f"runs with other ports than RayCluster {c.name} group {g.name} now sets: "
+                f"runs with other ports than {c.ref} group {g.name} now sets: "
                 + "; ".join(diffs),
                 f"kubectl delete pod -n {c.namespace} -l ray.io/cluster={c.name} (KubeRay "
                 "recreates them), or set spec.upgradeStrategy.type=Recreate (KubeRay >= 1.6)")

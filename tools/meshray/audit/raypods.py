@@ -74,15 +74,20 @@ def ray_pods(ctx: Context) -> Iterator[RayPod]:
         for g in c.groups:
             who = "head group" if g.is_head else f"worker group {g.name}"
             pod = RayPod(m, who, f"{g.path}.template.", g.template, live=False)
-            autoscaler = as_dict(m.obj.get("spec")).get("autoscalerOptions")
+            autoscaler = c.spec.get("autoscalerOptions")
             security = as_dict(as_dict(autoscaler).get("securityContext"))
             if g.is_head and security:
                 # KubeRay's autoscaler container on the head takes this securityContext
                 pod.extra_containers.append(
-                    ("autoscaler", "spec.autoscalerOptions.securityContext", security))
+                    ("autoscaler", f"{c.spec_key}.autoscalerOptions.securityContext", security))
             yield pod
     for p in ctx.pods:
         labels = strings(as_dict(p.obj.get("metadata")).get("labels"))
         role = labels.get("ray.io/node-type") or "node"
-        who = f"Pod {p.name} ({role} of RayCluster {labels.get('ray.io/cluster', '')})"
+        name = labels.get("ray.io/cluster", "")
+        # a RayJob's live RayCluster: name the RayJob
+        job = next((c.job for c, _ in ctx.clusters if c.job and c.name_known and c.name == name
+                    and c.namespace == p.namespace(ctx.namespace)), "")
+        owner = f"RayJob/{job} (RayCluster {name})" if job else f"RayCluster {name}"
+        who = f"Pod {p.name} ({role} of {owner})"
         yield RayPod(p, who, "", p.obj, live=True)

@@ -23,6 +23,7 @@ from . import (
     peerauth,
     pods,
     protocols,
+    rayjob,
     restricted,
     versions,
 )
@@ -31,7 +32,7 @@ from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
 FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, identity, ingress, gatewayapi,
-            ambient, capture, pods, restricted, inputs)
+            ambient, capture, pods, restricted, rayjob, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -62,4 +63,5 @@ ACROSS_INPUT: tuple[InputCheck, ...] = (
     capture.check,
     pods.check,
     restricted.check,
+    rayjob.check,
 )

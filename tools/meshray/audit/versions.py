@@ -25,7 +25,7 @@ RAY_2_48 = (2, 48, 0)
 def check(ctx: Context, c: Cluster, m: Manifest) -> None:
     v = c.version
     if v is None:
-        ctx.add(RAY_VERSION_UNKNOWN, m, "spec.rayVersion", None,
+        ctx.add(RAY_VERSION_UNKNOWN, m, f"{c.spec_key}.rayVersion", None,
                 "Ray version unknown; removed-flag and dashboard-grpc-port checks skipped",
                 "set spec.rayVersion")
         return
