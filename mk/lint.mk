@@ -129,13 +129,34 @@ $(SCHEMA_STAMP)/k8s-%: $(SCHEMA_DEPS)
 	  --out $(SCHEMAS)/k8s-$* --report
 	mkdir -p $(@D) && touch $@
 
+# A KubeRay set also holds that release's RayJob CRD (workload.kind=RayJob renders one): from
+# ../shared/kuberay's source archive when it has the release (v1.7.0, whose module zip this
+# machine's proxy refuses), else from the ray-operator module (v1.1.0 is served; a full proxy
+# serves every release).
+SHARED_KUBERAY ?= $(abspath $(ROOT)/../shared/kuberay)
+RAYJOB_CRD     := config/crd/bases/ray.io_rayjobs.yaml
+
 $(SCHEMA_STAMP)/crd-%: $(SCHEMA_DEPS)
 	rm -rf $(SCHEMAS)/$*
+	extra=""; \
+	case "$*" in kuberay-*) \
+	  v=$(patsubst kuberay-%,%,$*); tarball="$(SHARED_KUBERAY)/kuberay-$$v-ray-operator.tar.gz"; \
+	  if [ -f "$$tarball" ]; then \
+	    mkdir -p $(CACHE)/kuberay-src && tar xzf "$$tarball" -C $(CACHE)/kuberay-src; \
+	    extra=$(CACHE)/kuberay-src/kuberay-$$v/ray-operator/$(RAYJOB_CRD); \
+	  else \
+	    dir=$$(cd /tmp && GOFLAGS=-mod=mod go mod download -json github.com/ray-project/kuberay/ray-operator@$$v \
+	      | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') || exit 1; \
+	    extra=$$dir/$(RAYJOB_CRD); \
+	  fi;; \
+	esac; \
 	if [ -d "$(SHARED_CRDS)/$*" ]; then \
-	  $(GEN) crds $(SHARED_CRDS)/$*/*.yaml --out $(SCHEMAS)/$* --report; \
+	  $(GEN) crds $(SHARED_CRDS)/$*/*.yaml $$extra --out $(SCHEMAS)/$* --report; \
 	else \
 	  set -- $(CRD_MODULE_$*); test -n "$$1" || { echo "unknown CRD set $*"; exit 1; }; \
 	  mod=$$1; shift; $(GEN) crds --module $$mod "$$@" --out $(SCHEMAS)/$* --report; \
+	  test -z "$$extra" || $(GEN) crds $$extra --out $(SCHEMAS)/$*.rayjob --report; \
+	  test -z "$$extra" || { cp -r $(SCHEMAS)/$*.rayjob/. $(SCHEMAS)/$*/ && rm -rf $(SCHEMAS)/$*.rayjob; }; \
 	fi
 	mkdir -p $(@D) && touch $@
 

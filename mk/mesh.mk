@@ -9,7 +9,7 @@
 # into the module cache), so it compiles against Istio's own go.sum and Envoy API versions.
 
 ISTIO_SRC := $(CACHE)/istio-src-$(ISTIO_MODULE_VERSION)
-MESH_TIMEOUT ?= 1200
+MESH_TIMEOUT ?= 1800
 MESH_PYTEST_ARGS ?=
 
 .PHONY: mesh-bins mesh-e2e bench-mesh

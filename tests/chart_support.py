@@ -23,6 +23,21 @@ EXAMPLES_DIR = REPO / "values-examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 
 
+def workload_kind(values_file: Path | None) -> str:
+    """The workload a values file renders (workload.kind; RayCluster by default)."""
+    if values_file is None:
+        return "RayCluster"
+    values = yaml.safe_load(Path(values_file).read_text()) or {}
+    return str((values.get("workload") or {}).get("kind") or "RayCluster")
+
+
+# Examples that render a RayCluster: the suites that read a RayCluster's spec run over these;
+# a RayJob's embedded cluster spec is checked equal to the RayCluster the same values render
+# (tests/test_render_rayjob.py), so what holds for one holds for the other.
+RAYCLUSTER_EXAMPLES = [p for p in EXAMPLES if workload_kind(p) == "RayCluster"]
+RAYJOB_EXAMPLES = [p for p in EXAMPLES if workload_kind(p) == "RayJob"]
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

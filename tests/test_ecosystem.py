@@ -357,7 +357,8 @@ def test_sync_waves_order_policies_cluster_then_ingress(case: Any) -> None:
     def wave(d: dict[str, Any]) -> int:
         return int((d["metadata"].get("annotations") or {}).get(SYNC_WAVE, "0"))
 
-    cluster = [wave(d) for d in docs if d["kind"] == "RayCluster"]
+    # the workload: a RayCluster, or a RayJob (whose cluster the operator creates)
+    cluster = [wave(d) for d in docs if d["kind"] in ("RayCluster", "RayJob")]
     assert len(cluster) == 1
     for d in docs:
         if d["kind"] in BEFORE_RAYCLUSTER:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import EXAMPLES, REPO, Renderer, effective_values
+from chart_support import EXAMPLES, RAYCLUSTER_EXAMPLES, REPO, Renderer, effective_values
 
 # REFERENCE.md §1: the protocol of each port, by the `ray start` flag (or env) that pins it.
 HTTP_FLAGS = {"runtime-env-agent-port", "dashboard-agent-listen-port", "metrics-export-port"}
@@ -27,8 +27,8 @@ NODE_ENV_PORTS = {"RAY_SERVE_DEFAULT_HTTP_PORT": "http", "RAY_SERVE_DEFAULT_GRPC
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 IANA_SVC_NAME = re.compile(r"^(?=.{1,15}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
-CASES = [None, *EXAMPLES]
-CASE_IDS = ["defaults", *[p.stem for p in EXAMPLES]]
+CASES = [None, *RAYCLUSTER_EXAMPLES]
+CASE_IDS = ["defaults", *[p.stem for p in RAYCLUSTER_EXAMPLES]]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

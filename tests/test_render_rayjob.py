@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import EXAMPLES_DIR, REPO, Renderer, helm_run, skip_unless_ci
+from chart_support import (
+    EXAMPLES_DIR,
+    RAYJOB_EXAMPLES,
+    REPO,
+    Renderer,
+    helm_run,
+    skip_unless_ci,
+)
 
 EXAMPLE = EXAMPLES_DIR / "rayjob.yaml"
 EXISTING = EXAMPLES_DIR / "rayjob-existing-cluster.yaml"
@@ -80,17 +87,35 @@ def selectors(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-def test_the_job_runs_the_same_cluster_spec_as_a_raycluster(render_chart: Renderer) -> None:
-    cluster = one(render_chart(namespace=NS), "RayCluster")["spec"]
-    job = one(render_chart(namespace=NS, set_values=JOB_SETS), "RayJob")
+JOB_EXAMPLES = [p for p in RAYJOB_EXAMPLES
+                if not (yaml.safe_load(p.read_text())["rayJob"].get("clusterSelector"))]
+
+
+@pytest.mark.parametrize("example", [None, *JOB_EXAMPLES],
+                         ids=["defaults", *(p.stem for p in JOB_EXAMPLES)])
+def test_the_job_runs_the_same_cluster_spec_as_a_raycluster(
+        render_chart: Renderer, example: Path | None, tmp_path: Path) -> None:
+    """The RayJob's rayClusterSpec is the RayCluster the same values render as a cluster: so
+    every check of a RayCluster render (tests/test_render*.py) holds for the job's cluster."""
+    values = yaml.safe_load(example.read_text()) if example else {}
+    as_cluster = {k: v for k, v in values.items() if k not in ("workload", "rayJob")}
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(yaml.safe_dump(as_cluster))
+    cluster = one(render_chart(cluster_file, namespace=NS), "RayCluster")["spec"]
+    job = one(render_chart(*([example] if example else []), namespace=NS,
+                           set_values=() if example else JOB_SETS), "RayJob")
     embedded = copy.deepcopy(job["spec"]["rayClusterSpec"])
     # the only differences: the selection label on every pod template, no upgradeStrategy
-    # (the operator never updates a job's cluster), and the port map's checksum
+    # (the operator never updates a job's cluster), and the head Service template's exportTo
+    # (KubeRay's copy of a job's head Service takes only the template's annotations)
     expected = copy.deepcopy(cluster)
     expected.pop("upgradeStrategy")
+    expected["headGroupSpec"]["headService"].setdefault("metadata", {})["annotations"] = \
+        cluster["headServiceAnnotations"]
     groups = [expected["headGroupSpec"], *expected["workerGroupSpecs"]]
     for g in groups:
-        g["template"]["metadata"].setdefault("labels", {})["meshray.io/cluster"] = "meshray"
+        g["template"]["metadata"].setdefault("labels", {})["meshray.io/cluster"] = \
+            job["metadata"]["name"]
     assert embedded == expected
 
 
@@ -268,3 +293,18 @@ def test_fields_refused_for_the_oldest_operator_are_missing_from_its_crd(
     new = helm_run(values, tmp_path)
     assert new.returncode == 0, new.stderr
     assert f"  {field}:" in new.stdout
+
+
+def test_the_port_table_shows_the_jobs_cluster(render_chart_text: Any, tmp_path: Path) -> None:
+    """`meshray render --ports` lists a RayJob's cluster as it lists the same RayCluster."""
+    from meshray import manifests, ports
+
+    values = yaml.safe_load(EXAMPLE.read_text())
+    cluster_file = tmp_path / "cluster.yaml"
+    cluster_file.write_text(yaml.safe_dump({k: v for k, v in values.items()
+                                            if k not in ("workload", "rayJob")}))
+    job_rows = ports.table(manifests.parse_stream(render_chart_text(EXAMPLE), "job"))
+    cluster_rows = ports.table(manifests.parse_stream(render_chart_text(cluster_file), "rc"))
+    assert job_rows and {r.cluster for r in job_rows} == {"RayJob/rayjob-sample"}
+    assert [(r.port, r.name, r.protocol, r.groups, r.service) for r in job_rows] == \
+        [(r.port, r.name, r.protocol, r.groups, r.service) for r in cluster_rows]

@@ -28,10 +28,11 @@ from authz_support import (
     USER_FACING,
     expected,
 )
-from chart_support import REPO, Renderer
+from chart_support import RAYCLUSTER_EXAMPLES, REPO, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
-EXAMPLES = sorted((REPO / "values-examples").glob("*.yaml"))
+# RayCluster renders (a RayJob's cluster spec is the same: tests/test_render_rayjob.py)
+EXAMPLES = RAYCLUSTER_EXAMPLES
 CASES: list[Path | None] = [None, *EXAMPLES]
 IDS = ["defaults", *(p.stem for p in EXAMPLES)]
 RAY_CONTAINERS = {"ray-head", "ray-worker", "ray-tls"}

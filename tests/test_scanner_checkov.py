@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
-from test_ecosystem_support import REPO, helm, helm_template, load_script, missing
+from chart_support import RAYCLUSTER_EXAMPLES
+from test_ecosystem_support import helm, helm_template, load_script, missing
 
-EXAMPLES = sorted((REPO / "values-examples").glob("*.yaml"))
+# RayCluster renders (a RayJob's cluster spec is the same: tests/test_render_rayjob.py)
+EXAMPLES = RAYCLUSTER_EXAMPLES
 CASES: list[Path | None] = [None, *EXAMPLES]
 
 # check id -> why the Ray pods fail it today. Keep one line per id; delete the entry when the

@@ -169,6 +169,18 @@ def test_examples_have_no_errors(values: Path, capsys: pytest.CaptureFixture[str
     assert all(": warning: " in line for line in capsys.readouterr().out.splitlines())
 
 
+def test_a_job_on_another_releases_cluster_passes_strict(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The render of a RayJob on an existing cluster never holds that cluster (its own release
+    renders it, NOTES says so): validate --strict passes, while the audit of the same render,
+    which cannot know that, warns that the cluster is not among the manifests."""
+    example = REPO / "values-examples" / "rayjob-existing-cluster.yaml"
+    assert main(["validate", "--strict", "-o", str(tmp_path), str(example)]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "rayjob-existing-cluster.yaml")]) == 0
+    assert "rayjob-cluster-not-found" in capsys.readouterr().out
+
+
 def test_chart_defaults_validate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
 

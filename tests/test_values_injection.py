@@ -66,6 +66,8 @@ UNREACHABLE: dict[str, str] = {
                            "domain per mesh), so no value of its own reaches the render",
     "ingress.client.className": "the chart refuses any class but nginx (the Ray Client Ingress "
                                 "needs ingress-nginx's ssl-passthrough)",
+    "kuberay.version": "compared with the KubeRay release that added each field (semverCompare), "
+                       "never written into an object",
     **{f"networkPolicy.{peers}From[].{part}": "the chart refuses a peer key other than "
        "podSelector, namespaceSelector, ipBlock (whose insides the schema leaves open)"
        for peers in ("dashboard", "client", "metrics", "serve") for part in ("<key>", "*")},

@@ -222,3 +222,74 @@ def webhook_inject(https: str, ca: Path, pod: dict[str, Any]) -> dict[str, Any]:
     assert resp.get("allowed"), resp
     patch = json.loads(base64.b64decode(resp["patch"])) if resp.get("patch") else []
     return apply_patch(pod, patch)
+
+
+# ---- istiod's webhook registered at the API server: Pods injected as they are created ----------
+def register_webhook(api: Any, https: str, ca: Path, namespaces: list[str], name: str) -> None:
+    """A MutatingWebhookConfiguration sending every Pod created in `namespaces` to istiod's
+    injection webhook (`https`/inject, serving certificate signed by `ca`), as Istio's own
+    istio-sidecar-injector does in a cluster; the API server stores what it answers. Failing
+    closed, so a Pod the webhook cannot inject is refused rather than created bare."""
+    import base64
+
+    from kubernetes import client
+
+    body = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "rev.namespace.sidecar-injector.istio.io",
+                "clientConfig": {
+                    "url": f"{https}/inject",
+                    "caBundle": base64.b64encode(ca.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                    }
+                ],
+                # Only these namespaces: the rest of the suite keeps its uninjected Pods.
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": list(namespaces),
+                        }
+                    ]
+                },
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never",
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+    client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration(body)
+
+
+def unregister_webhook(api: Any, name: str) -> None:
+    from kubernetes import client
+
+    client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(name)
+
+
+def injected_on_create(api: Any, namespace: str) -> bool:
+    """A Pod labelled for injection, created with dryRun=All in `namespace` (admission runs, the
+    webhook included; nothing is stored), comes back with istio-proxy."""
+    from kubernetes import client
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "labels": {"sidecar.istio.io/inject": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    }
+    got = client.CoreV1Api(api).create_namespaced_pod(namespace, pod, dry_run="All")
+    return proxy(dict(api.sanitize_for_serialization(got))) is not None

@@ -149,3 +149,67 @@ def string_match(m: dict[str, Any], s: str) -> bool:
     if "presence" in m:
         return True
     raise AssertionError(f"a string matcher this test does not read: {m}")
+
+
+# ---- which transport socket a cluster uses towards one endpoint ---------------------------------
+SOCKET_MATCH_FILTER = "envoy.transport_socket_match"  # the endpoint metadata Envoy matches on
+
+
+def tls_summary(socket: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An upstream TLS transport socket as the report names it: ALPN, SNI, the subject alt
+    names it verifies, whether it presents a client certificate; None for any other socket."""
+    if not socket or socket.get("name") != TLS_SOCKET:
+        return None
+    cfg = socket.get("typedConfig") or {}
+    common = cfg.get("commonTlsContext") or {}
+    ctx = (common.get("combinedValidationContext") or {}).get("defaultValidationContext") or {}
+    sans = [m.get("exact") for m in ctx.get("matchSubjectAltNames") or []]
+    typed = ctx.get("matchTypedSubjectAltNames") or []
+    sans += [(m.get("matcher") or {}).get("exact") for m in typed]
+    return {
+        "alpn": list(common.get("alpnProtocols") or []),
+        "sni": cfg.get("sni"),
+        "sans": sorted(s for s in sans if s),
+        "client_cert": bool(common.get("tlsCertificateSdsSecretConfigs")),
+    }
+
+
+def endpoint_transport(dump: dict[str, Any], cname: str, ip: str) -> dict[str, Any]:
+    """The transport socket Envoy uses from cluster `cname` to the endpoint at `ip`, picked as
+    Envoy picks it: the first `transportSocketMatches` entry whose `match` is a subset of the
+    endpoint's `envoy.transport_socket_match` metadata, else the cluster's `transportSocket`
+    (none: plaintext). Returns the cluster's type, the entry's name (or `transportSocket`), the
+    socket's name, whether it is Istio mutual TLS (istio_mtls), its TLS summary, and whether
+    istiod sent an endpoint at `ip` at all (EDS clusters; other types resolve on their own)."""
+    c = next((c for c in dump["clusters"] if c["name"] == cname), None)
+    if c is None:
+        return {"cluster": None, "type": None, "entry": None, "socket": None, "mtls": False,
+                "tls": None, "endpoint": False}
+    ctype = c.get("type") or "EDS"
+    meta: dict[str, Any] = {}
+    found = ctype != "EDS"
+    service = (c.get("edsClusterConfig") or {}).get("serviceName") or cname
+    for cla in dump.get("endpoints") or []:
+        if cla.get("clusterName") != service:
+            continue
+        for group in cla.get("endpoints") or []:
+            for ep in group.get("lbEndpoints") or []:
+                sa = ((ep.get("endpoint") or {}).get("address") or {}).get("socketAddress") or {}
+                if sa.get("address") == ip:
+                    found = True
+                    meta = ((ep.get("metadata") or {}).get("filterMetadata") or {}).get(
+                        SOCKET_MATCH_FILTER) or {}
+    entry, socket = "transportSocket", c.get("transportSocket")
+    for m in c.get("transportSocketMatches") or []:
+        if all(meta.get(k) == v for k, v in (m.get("match") or {}).items()):
+            entry, socket = m.get("name"), m.get("transportSocket")
+            break
+    return {
+        "cluster": cname,
+        "type": ctype,
+        "entry": entry,
+        "socket": (socket or {}).get("name", "envoy.transport_sockets.raw_buffer"),
+        "mtls": istio_mtls({"transportSocket": socket}),
+        "tls": tls_summary(socket),
+        "endpoint": found,
+    }

@@ -42,13 +42,17 @@ LOCATION = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 NAMESPACE = "ray"
 RELEASE = "meshray"
 
-# case name -> (minimum KubeRay schema set, why). Empty while no render needs a newer field.
-KUBERAY_MIN_VERSION: dict[str, tuple[str, str]] = {}
+# case name -> (minimum KubeRay schema set, why).
+KUBERAY_MIN_VERSION: dict[str, tuple[str, str]] = {
+    "example-rayjob": ("kuberay-v1.7.0", "rayJob.submitterConfig is a KubeRay 1.2 field; "
+               "ci/rayjob-values.yaml covers the RayJob on v1.1.0"),
+}
 
 # KubeRay before 1.6.0 has no spec.upgradeStrategy: its users set kuberay.upgradeStrategy=""
-# (values.yaml says so), so renders checked against those schema sets carry that setting.
+# and their kuberay.version (values.yaml says so), so renders checked against those schema sets
+# carry both settings (the oldest set is v1.1.0).
 KUBERAY_UPGRADE_STRATEGY_SINCE = "kuberay-v1.6.0"
-OLD_KUBERAY_SETS = ("kuberay.upgradeStrategy=",)
+OLD_KUBERAY_SETS = ("kuberay.upgradeStrategy=", "kuberay.version=1.1.0")
 
 # (case name, istioctl message code) -> why the message is expected. Empty: none is.
 EXPECTED_ISTIO_MESSAGES: dict[tuple[str, str], str] = {}

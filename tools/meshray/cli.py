@@ -171,7 +171,8 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
             print(f.line(), file=out)
         out.flush()
         clusters = sum(m.kind == "RayCluster" for m in objs)
-        print(audit.summary(findings, len(objs), clusters), file=sys.stderr)
+        jobs = sum(m.kind == "RayJob" for m in objs)
+        print(audit.summary(findings, len(objs), clusters, jobs), file=sys.stderr)
     return PROBLEMS if any(f.severity == audit.ERROR for f in findings) else OK
 
 

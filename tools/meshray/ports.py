@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .manifests import Manifest
-from .raymodel import WORKER, Group, as_int, cluster_from, compress, is_raycluster
+from .raymodel import (
+    WORKER,
+    Cluster,
+    Group,
+    as_int,
+    cluster_from,
+    compress,
+    is_raycluster,
+    is_rayjob,
+    rayjob_cluster_from,
+)
 from .services import declared_protocol, selecting, services_in
 
 
@@ -24,9 +34,14 @@ def table(objs: Sequence[Manifest], namespace: str = "default") -> list[Row]:
     services = services_in(objs, namespace)
     rows: list[Row] = []
     for m in objs:
-        if not is_raycluster(m):
+        c: Cluster | None = None
+        if is_raycluster(m):
+            c = cluster_from(m.obj, m.namespace(namespace))
+        elif is_rayjob(m):  # the cluster the operator makes of its rayClusterSpec
+            c = rayjob_cluster_from(m.obj, m.namespace(namespace))
+        if c is None:
             continue
-        c = cluster_from(m.obj, m.namespace(namespace))
+        label = f"RayJob/{c.job}" if c.job else c.name
         headless = [s for s in selecting(services, c) if s.headless]
         declared: dict[int, str] = {}
         for s in headless:
@@ -44,7 +59,7 @@ def table(objs: Sequence[Manifest], namespace: str = "default") -> list[Row]:
                 users.setdefault((use.port, use.name, proto), []).append(g)
         for (port, name, proto), groups in sorted(users.items()):
             where = declared.get(port) or (c.head_service_name if port in head_svc else "-")
-            rows.append(Row(c.name, str(port), name, proto, ", ".join(g.name for g in groups),
+            rows.append(Row(label, str(port), name, proto, ", ".join(g.name for g in groups),
                             where))
         by_range: dict[tuple[int, ...], list[Group]] = {}
         for g in c.groups:
@@ -54,7 +69,7 @@ def table(objs: Sequence[Manifest], namespace: str = "default") -> list[Row]:
                 continue
             n_declared = sum(p in declared for p in ports)
             proto = groups[0].expected_protocol(WORKER)
-            rows.append(Row(c.name, compress(list(ports)), f"worker ports ({len(ports)})", proto,
+            rows.append(Row(label, compress(list(ports)), f"worker ports ({len(ports)})", proto,
                             ", ".join(g.name for g in groups),
                             f"{n_declared}/{len(ports)} declared"))
     return rows

@@ -43,10 +43,20 @@ headGroupSpec:
   # here, each with its protocol (L7 in the mesh), and the head container lists only
   # `metrics`, the one port KubeRay always appends (a port declared twice is refused).
   headService:
-    {{- with include "meshray.ambientServiceLabels" $ctx | fromJson }}
+    {{- $svcLabels := include "meshray.ambientServiceLabels" $ctx | fromJson }}
+    {{- $job := ne $v.workload.kind "RayCluster" }}
+    {{- if or $svcLabels $job }}
     metadata:
+      {{- with $svcLabels }}
       labels:
         {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if $job }}
+      # KubeRay (>= 1.5) copies the job's head Service as <rayjob>-head-svc with this template's
+      # annotations but not headServiceAnnotations (measured: docs/mesh-e2e.md).
+      annotations:
+        networking.istio.io/exportTo: {{ join "," $v.service.exportTo | quote }}
+      {{- end }}
     {{- end }}
     spec:
       ports:

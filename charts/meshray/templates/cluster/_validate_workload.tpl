@@ -33,7 +33,7 @@ Usage: include "meshray.kuberayFieldVersions" . | fromJson
 {{- $_ := set $used (printf "rayJob.submissionMode: %s" $j.submissionMode) true -}}
 {{- end -}}
 {{- range $what, $since := include "meshray.kuberayFieldVersions" .ctx | fromJson -}}
-{{- if and (get $used $what) (semverCompare (printf "<%s" $since) $kuberay) -}}
+{{- if and (get $used $what) (semverCompare (printf "<%s-0" $since) $kuberay) -}}
 {{- $problems = append $problems (printf "%s: needs KubeRay >= %s, and kuberay.version is %q (the operator's CRD lacks the field); upgrade the operator and set kuberay.version, or leave it out" $what $since $kuberay) -}}
 {{- end -}}
 {{- end -}}
