@@ -222,8 +222,9 @@ def test_render_validates_with_kubeconform_and_istioctl(case: Any, tmp_path: Pat
     report = checks.Report()
     checks.check_case(case, path, tool("kubeconform").parent, root, report)
     assert report.findings == [], "\n".join(f"{f.tool}: {f.message}" for f in report.findings)
-    k8s, kuberay = checks.schema_sets(root, "k8s"), checks.schema_sets(root, "kuberay")
-    assert len(report.checks) >= len(k8s) * len(kuberay) + 1
+    k8s = checks.schema_sets(root, "k8s")
+    kuberay = checks.kuberay_sets_for(case.name, checks.schema_sets(root, "kuberay"))
+    assert kuberay and len(report.checks) >= len(k8s) * len(kuberay) + 1
 
 
 def test_istioctl_analyze_reports_a_broken_reference_outside_default(tmp_path: Path) -> None:
