@@ -358,7 +358,8 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
      "meshray", ("gatewayAPI.authorizationPolicy.extraPrincipals[0]", '"*-istio"',
                  "gateway's own principal")),
     # cluster/_validate_workload.tpl: the workload kind and a RayJob's fields
-    ("kuberay-version-lacks-field", ("kuberay.version=1.5.0",), "meshray",
+    ("kuberay-version-lacks-field", ("kuberay.version=1.5.0", "kuberay.upgradeStrategy=Recreate"),
+     "meshray",
      ("kuberay.upgradeStrategy", "needs KubeRay >= 1.6.0", '"1.5.0"')),
     ("rayjob-field-on-raycluster", ("rayJob.entrypoint=python job.py",), "meshray",
      ("rayJob.entrypoint", '"python job.py"', "workload.kind=RayJob")),

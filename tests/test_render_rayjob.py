@@ -106,12 +106,15 @@ def test_the_job_runs_the_same_cluster_spec_as_a_raycluster(
                            set_values=() if example else JOB_SETS), "RayJob")
     embedded = copy.deepcopy(job["spec"]["rayClusterSpec"])
     # the only differences: the selection label on every pod template, no upgradeStrategy
-    # (the operator never updates a job's cluster), and the head Service template's exportTo
-    # (KubeRay's copy of a job's head Service takes only the template's annotations)
+    # (the operator never updates a job's cluster), the head Service template's exportTo
+    # (KubeRay's copy of a job's head Service takes only the template's annotations), and each
+    # worker group's defaults the operator's own RayJob update writes (tests/cluster)
     expected = copy.deepcopy(cluster)
     expected.pop("upgradeStrategy")
     expected["headGroupSpec"]["headService"].setdefault("metadata", {})["annotations"] = \
         cluster["headServiceAnnotations"]
+    for g in expected["workerGroupSpecs"]:
+        g.update({"numOfHosts": 1, "scaleStrategy": {}})
     groups = [expected["headGroupSpec"], *expected["workerGroupSpecs"]]
     for g in groups:
         g["template"]["metadata"].setdefault("labels", {})["meshray.io/cluster"] = \

@@ -12,12 +12,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "cluster"))
 
+from cases import operator_group  # noqa: E402
 from controlplane import with_operator  # noqa: E402
 from kube import Cluster  # noqa: E402
 from kubelet import Kubelet  # noqa: E402
@@ -34,6 +36,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         cs = getattr(item, "callspec", None)
         version = cs.params.get("operator") if cs else None
         item.add_marker(pytest.mark.xdist_group(name=f"kuberay-{version or 'none'}"))
+
+
+# xdist's loadgroup reads a test's group from a suffix it sets on `item._nodeid`, which pytest
+# 9.2 no longer reads (a node id comes from `item._id`): no test had a group, and each worker
+# started both control planes. Under `--dist loadgroup` this scheduler groups the cluster tests
+# by the operator version in their id instead, so one worker runs one version's tests.
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class ByOperator(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return operator_group(nodeid) or str(super()._split_scope(nodeid))
+
+    return ByOperator(config, log)
 
 
 @pytest.fixture(scope="session", params=OPERATOR_VERSIONS)

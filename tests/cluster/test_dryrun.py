@@ -127,8 +127,14 @@ def test_the_server_accepts_every_good_corpus_file(cluster: Cluster, values: Pat
     validation code) must not let through what the API server refuses: every
     good-but-unusual corpus file renders to objects the real API server admits."""
     helm = Helm(HELMS["helm4"], cluster.kubeconfig)
-    rendered = helm.run("template", "corpus", str(CHART), "-n", "default",
-                        *_sets(cluster.version), "-f", str(values)).stdout
+    out = helm.run("template", "corpus", str(CHART), "-n", "default",
+                   *_sets(cluster.version), "-f", str(values), check=False)
+    if out.returncode != 0:
+        # a file for a newer operator (a RayJob field, rayAuth): the chart refuses it for this
+        # one's kuberay.version with the release that added the field, before the server would
+        assert "needs KubeRay >= " in out.stderr and "kuberay.version" in out.stderr, out.stderr
+        return
+    rendered = out.stdout
     res = server_dry_run(cluster, rendered)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("created (server dry run)") == rendered.count("\nkind: "), res.stdout

@@ -9,6 +9,10 @@ What a kubelet would report, written through the API server's own subresources:
 - a Pod being deleted gracefully is deleted for good (a kubelet confirms deletion once its
   containers are gone; without one a bound Pod would stay Terminating forever).
 
+A namespace can be held (``hold``/``release``): its Pods are left alone, unbound and not Ready,
+as on a node that has not started them yet, so a test can watch what a controller does before
+its Pods are Ready. ``finish`` reports a played Pod's containers as exited (a Job's Pod).
+
 No container runs. The e2e suite that starts real Ray for a Pod gives its own ``ip_for`` so the
 Pod's IP is the address of the network namespace that plays it.
 """
@@ -150,6 +154,22 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+
+    def hold(self, namespace: str) -> None:
+        """Leave the Pods of ``namespace`` alone (unbound, not Ready) until ``release``."""
+        with self._held_lock:
+            self._held.add(namespace)
+
+    def release(self, namespace: str) -> None:
+        """Play the Pods of ``namespace`` again from the next tick."""
+        with self._held_lock:
+            self._held.discard(namespace)
+
+    def held(self, namespace: str) -> bool:
+        with self._held_lock:
+            return namespace in self._held
 
     def tick(self) -> None:
         from kubernetes.client.rest import ApiException
@@ -158,6 +178,8 @@ class Kubelet:
             if self.only and not self.only(pod):
                 continue
             name, ns = pod.metadata.name, pod.metadata.namespace
+            if self.held(ns):  # a held namespace: its Pods wait as on a node not started yet
+                continue
             try:
                 if pod.metadata.deletion_timestamp:
                     self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)

@@ -80,6 +80,13 @@ workerGroupSpecs:
     replicas: {{ $g.replicas }}
     minReplicas: {{ $g.minReplicas }}
     maxReplicas: {{ $g.maxReplicas }}
+    {{- if $job }}
+    # The defaults the operator's RayJob update writes (it adds its finalizer by rewriting the
+    # whole object and then owns these fields): declared here, helm's server-side apply agrees
+    # with it on `helm upgrade` instead of conflicting (measured: docs/cluster-e2e.md).
+    numOfHosts: 1
+    scaleStrategy: {}
+    {{- end }}
     rayStartParams:
       {{- include "meshray.rayStartParams" (dict "model" $m "head" false "extra" $g.rayStartParams) | nindent 6 }}
     template:

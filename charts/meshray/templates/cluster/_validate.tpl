@@ -208,6 +208,15 @@ with lookup: under `helm template` (Argo CD) lookup returns nothing and the rule
 {{- $problems = append $problems (printf "ports: this upgrade changes the port map of RayCluster %q (port-map checksum %q, new %q), but its running pods keep their old `ray start` flags: KubeRay replaces them only when the live RayCluster already has spec.upgradeStrategy.type=Recreate and keeps it (live: %q, kuberay.upgradeStrategy: %q), so Ray would use ports the Services no longer declare and hang in the mesh. Either set kuberay.upgradeStrategy=Recreate first (KubeRay >= 1.6.0; helm upgrade without port changes, then this one), or run this upgrade with --set kuberay.allowPortChangeWithoutRecreate=true and then: kubectl delete pod -n %s -l ray.io/cluster=%s" $name $liveSum .model.portMapChecksum $liveStrategy $v.kuberay.upgradeStrategy $ctx.Release.Namespace $name) -}}
 {{- end -}}
 {{- end -}}
+{{- /* A RayJob: KubeRay disregards later changes to its rayClusterSpec, so its running
+cluster keeps the old ports whatever the strategy (measured: tests/cluster/test_cluster_rayjob.py). */ -}}
+{{- $job := lookup "ray.io/v1" "RayJob" $ctx.Release.Namespace $name -}}
+{{- if and $job (include "meshray.ownsCluster" $ctx) (eq $v.workload.kind "RayJob") -}}
+{{- $jobSum := dig "metadata" "annotations" "meshray.io/port-map-checksum" "" $job -}}
+{{- if and $jobSum (ne $jobSum .model.portMapChecksum) -}}
+{{- $problems = append $problems (printf "ports: this upgrade changes the port map of RayJob %q (port-map checksum %q, new %q), but KubeRay disregards changes to a RayJob's rayClusterSpec, so the job's cluster keeps its old ports while the Services would declare the new ones. Delete the RayJob first (kubectl delete rayjob -n %s %s; its cluster goes with it), then upgrade: the new RayJob runs a new cluster on the new ports" $name $jobSum .model.portMapChecksum $ctx.Release.Namespace $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
