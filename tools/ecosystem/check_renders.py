@@ -44,8 +44,11 @@ RELEASE = "meshray"
 
 # case name -> (minimum KubeRay schema set, why).
 KUBERAY_MIN_VERSION: dict[str, tuple[str, str]] = {
-    "example-rayjob": ("kuberay-v1.7.0", "rayJob.submitterConfig is a KubeRay 1.2 field; "
-               "ci/rayjob-values.yaml covers the RayJob on v1.1.0"),
+    "example-rayjob": (
+        "kuberay-v1.7.0",
+        "rayJob.submitterConfig is a KubeRay 1.2 field; "
+        "ci/rayjob-values.yaml covers the RayJob on v1.1.0",
+    ),
 }
 
 # KubeRay before 1.6.0 has no spec.upgradeStrategy: its users set kuberay.upgradeStrategy=""
