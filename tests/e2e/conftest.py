@@ -90,6 +90,7 @@ def record_run() -> Iterator[list[RunResult]]:
                 "worker_ports_used": r.worker_ports_used,
                 "worker_ports_peak": r.worker_ports_peak,
                 "authorities": r.authorities,
+                "rayjob": getattr(r, "rayjob", None),  # RayJob runs: statuses, attempts, times
                 "summary": r.summary(),
             }
         )

@@ -40,17 +40,27 @@ GUIDE = REPO.parent / "shared" / "reference" / "seeds" / "kuberay-istio-mtls-l7-
 DEFAULT = "default"
 
 
-def values_examples() -> list[str]:
+def _values_files() -> dict[str, dict[str, Any]]:
     """Values files directly in values-examples/ (gitops/ and manifests are not values)."""
-    names = []
+    found = {}
     for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
         try:
             doc = yaml.safe_load(path.read_text())
         except yaml.YAMLError:
             continue
         if isinstance(doc, dict) and not {"apiVersion", "kind"} <= doc.keys():
-            names.append(path.stem)
-    return names
+            found[path.stem] = doc
+    return found
+
+
+def _is_rayjob(doc: dict[str, Any]) -> bool:
+    return bool((doc.get("workload") or {}).get("kind") == "RayJob")
+
+
+def values_examples() -> list[str]:
+    """The RayCluster values examples (test_example). RayJob examples run to completion in
+    test_rayjob.py instead: their cluster exists only once the operator runs the job."""
+    return [name for name, doc in _values_files().items() if not _is_rayjob(doc)]
 
 
 def _ns(*parts: str) -> str:
@@ -123,6 +133,50 @@ def guide() -> Deployment:
     return Deployment("default", manifests=manifests)
 
 
+# ---- RayJob (test_rayjob.py) --------------------------------------------------------------
+RAYJOB = "rayjob"  # values-examples/rayjob.yaml: its own cluster, the script from a ConfigMap
+RAYJOB_SCRIPT = HERE / "workload" / "rayjob_job.py"
+
+
+def rayjob_code(example: str = RAYJOB) -> list[dict[str, Any]]:
+    """The ConfigMap the example tells the user to create first (`kubectl create configmap
+    rayjob-code --from-file=job.py`), holding the suite's job script: its name and key are
+    read from the example (the head volume mounted where the entrypoint's script lies)."""
+    doc = yaml.safe_load((EXAMPLES_DIR / f"{example}.yaml").read_text())
+    script = next(w for w in doc["rayJob"]["entrypoint"].split() if w.endswith(".py"))
+    head = doc.get("head") or {}
+    volumes = {v["name"]: v for v in head.get("volumes") or []}
+    for m in head.get("volumeMounts") or []:
+        mount = m["mountPath"].rstrip("/") + "/"
+        vol = volumes.get(m["name"]) or {}
+        if script.startswith(mount) and "configMap" in vol:
+            return [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": vol["configMap"]["name"]},
+                    "data": {script[len(mount) :]: RAYJOB_SCRIPT.read_text()},
+                }
+            ]
+    raise ValueError(f"{example}: no ConfigMap volume on the head holds {script}")
+
+
+def rayjob_name(example: str = RAYJOB) -> str:
+    """The RayJob's name: the example's clusterName (the chart names the RayJob after it)."""
+    return str(yaml.safe_load((EXAMPLES_DIR / f"{example}.yaml").read_text())["clusterName"])
+
+
+def rayjob(version: str, variant: str = "") -> Deployment:
+    """`helm install` of the RayJob example with ray.version set, its ConfigMap created first;
+    ``variant`` names a second namespace (each RayJob runs once)."""
+    return Deployment(
+        _ns(RAYJOB + variant, version),
+        values=(str(EXAMPLES_DIR / f"{RAYJOB}.yaml"),),
+        string_sets=(f"ray.version={version}",),
+        prepare=rayjob_code,
+    )
+
+
 def deployment_for(test: str, params: dict[str, Any]) -> Deployment | None:
     """The deployment a collected test (function name, parameters) will run against."""
     version = params.get("version")
@@ -138,4 +192,6 @@ def deployment_for(test: str, params: dict[str, Any]) -> Deployment | None:
         return metrics_env(version)
     if test == "test_guide_contract_leaves_ports_undeclared":
         return guide() if GUIDE.exists() else None
+    # RayJob tests install their own deployment when they start (test_rayjob.py): a RayJob's
+    # activeDeadlineSeconds counts from its install, and its wall time is measured from there.
     return None

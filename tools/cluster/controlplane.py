@@ -235,6 +235,7 @@ class Proc:
     env: dict[str, str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    exe: str = ""  # what the process finally runs when argv[0] is a wrapper that execs it
 
 
 @dataclass
@@ -251,6 +252,12 @@ class ControlPlane:
         default_factory=lambda: {"ENABLE_INIT_CONTAINER_INJECTION": "false"}
     )
     die_with_parent: bool = True
+    # A file bind-mounted on /etc/hosts for the operator only (its own mount namespace), made
+    # from this machine's /etc/hosts when missing: a caller that serves Pods on this machine
+    # writes the cluster's Service names into it, in place (the bind mount follows the inode),
+    # so the operator resolves them as in a cluster (the e2e suite's RayJob dashboard polls).
+    # None: the operator runs as a plain process with the machine's resolver.
+    operator_hosts: Path | None = None
     procs: list[Proc] = field(default_factory=list)
 
     @property
@@ -266,7 +273,9 @@ class ControlPlane:
         return self.workdir / "logs"
 
     # ---- processes ---------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, exe: str = ""
+    ) -> Proc:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name}.log"
         full_env = {**os.environ, **(env or {})}
@@ -281,14 +290,16 @@ class ControlPlane:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
-        p = Proc(name, argv, env or {}, log, popen)
+        p = Proc(name, argv, env or {}, log, popen, exe)
         self.procs.append(p)
         self._write_pids()
         return p
 
     def _write_pids(self) -> None:
         data = [
-            {"name": p.name, "pid": p.popen.pid, "exe": p.argv[0]} for p in self.procs if p.popen
+            {"name": p.name, "pid": p.popen.pid, "exe": p.exe or p.argv[0]}
+            for p in self.procs
+            if p.popen
         ]
         (self.workdir / "pids.json").write_text(json.dumps(data, indent=1))
 
@@ -481,15 +492,29 @@ class ControlPlane:
         if not exe.exists():
             raise ControlPlaneError(f"{exe} is missing: run `make cluster-bins`")
         probe = free_port()
+        argv = [
+            str(exe),
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{probe}",
+            "--enable-leader-election=false",
+        ]
+        if self.operator_hosts is not None:
+            hosts = self.operator_hosts
+            if not hosts.exists():
+                hosts.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile("/etc/hosts", hosts)
+            # unshare execs sh in a private mount namespace, which bind-mounts the file and
+            # execs the operator: the same pid, and nothing else on the machine sees the mount.
+            argv = [
+                *("unshare", "--mount", "--propagation", "private", "--"),
+                *("sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)),
+                *argv,
+            ]
         p = self._spawn(
             f"kuberay-operator-{self.operator}",
-            [
-                str(exe),
-                f"--metrics-addr=127.0.0.1:{free_port()}",
-                f"--health-probe-bind-address=127.0.0.1:{probe}",
-                "--enable-leader-election=false",
-            ],
+            argv,
             env={"KUBECONFIG": str(self.kubeconfig), **self.operator_env},
+            exe=str(exe),
         )
         self._wait(
             "the KubeRay operator /readyz",
@@ -696,11 +721,16 @@ def gateway_api_crds(module: str = GATEWAY_API_MODULE) -> list[Path]:
 
 
 def with_operator(
-    workdir: Path, operator: str | None, istio: str = "1.29.6", die_with_parent: bool = True
+    workdir: Path,
+    operator: str | None,
+    istio: str = "1.29.6",
+    die_with_parent: bool = True,
+    operator_hosts: Path | None = None,
 ) -> ControlPlane:
     """A control plane with that KubeRay operator version (None: none), its own RayCluster,
     RayJob and RayService CRDs from its module, the Istio CRDs of ../shared/crds and the
-    Gateway API CRDs (standard channel) from their module."""
+    Gateway API CRDs (standard channel) from their module. ``operator_hosts``: see
+    ControlPlane.operator_hosts."""
     return ControlPlane(
         workdir,
         operator=operator,
@@ -709,6 +739,7 @@ def with_operator(
         else None,
         extra_crds=[*istio_crds(istio), *gateway_api_crds()],
         die_with_parent=die_with_parent,
+        operator_hosts=operator_hosts,
     )
 
 

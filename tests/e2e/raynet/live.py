@@ -51,7 +51,9 @@ class DeployError(Exception):
 @dataclass(frozen=True)
 class Deployment:
     """What one test runs against: a namespace with the chart installed by helm (values files,
-    --set, --set-string), or with manifests created as they are (``manifests``)."""
+    --set, --set-string), or with manifests created as they are (``manifests``). ``prepare``:
+    objects created in the namespace first, as a values example tells the user to (the
+    RayJob's ConfigMap with its script)."""
 
     namespace: str
     values: tuple[str, ...] = ()
@@ -60,6 +62,7 @@ class Deployment:
     manifests: Callable[[LocalCluster], list[dict[str, Any]]] | None = field(
         default=None, compare=False
     )
+    prepare: Callable[[], list[dict[str, Any]]] | None = field(default=None, compare=False)
 
 
 # ---- what a node is started from ------------------------------------------------------------
@@ -134,7 +137,11 @@ class LocalCluster:
     def __init__(self, workdir: Path) -> None:
         from controlplane import with_operator
 
-        self.cp = with_operator(workdir, OPERATOR)
+        # The operator resolves through its own hosts file (RayJob: it polls the head's
+        # dashboard by its Service name); until a run writes names into it, it is this
+        # machine's /etc/hosts.
+        self.operator_hosts = workdir / "operator-hosts"
+        self.cp = with_operator(workdir, OPERATOR, operator_hosts=self.operator_hosts)
         self.claims = WorkerClaims()
         self.kubelet: Any = None
         self.api: Any = None
@@ -142,6 +149,9 @@ class LocalCluster:
         self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy")
         self._deploys: dict[str, cf.Future[float]] = {}
         self._ca: dict[str, str] | None = None
+        # time.monotonic() when each namespace's install began (a RayJob's wall time).
+        self.installed_at: dict[str, float] = {}
+        self._hosts_lock = threading.Lock()
 
     def start(self) -> LocalCluster:
         t0 = time.monotonic()
@@ -186,6 +196,7 @@ class LocalCluster:
 
         t0 = time.monotonic()
         ns = dep.namespace
+        self.installed_at[ns] = t0
         self.kubelet = Kubelet(
             self.api,
             ip_for=_node_ip,
@@ -193,6 +204,8 @@ class LocalCluster:
             interval=0.2,
         ).start()
         try:
+            if dep.prepare is not None:
+                self.apply(ns, dep.prepare())
             if dep.manifests is not None:
                 self.apply(ns, dep.manifests(self))
             else:
@@ -202,6 +215,23 @@ class LocalCluster:
             self.kubelet.stop()
         create_missing_secrets(self.api, dep.namespace, self.test_ca())
         return round(time.monotonic() - t0, 1)
+
+    def operator_resolves(self, names: dict[str, tuple[str, ...]] | None) -> None:
+        """What the operator's /etc/hosts answers besides this machine's own entries: the
+        cluster DNS's names of a run (None: none). Written in place, so the operator's bind
+        mount sees it (Go's resolver re-reads /etc/hosts when it changes, within 5 s)."""
+        lines = Path("/etc/hosts").read_text().splitlines()
+        for name, ips in (names or {}).items():
+            lines += [f"{ip} {name}" for ip in ips]
+        with self._hosts_lock, open(self.operator_hosts, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def helm_values(self, namespace: str) -> dict[str, Any]:
+        """The release's computed values (`helm get values --all`)."""
+        import json
+
+        out = self._helm([HELM, "get", "values", RELEASE, "-n", namespace, "--all", "-o", "json"])
+        return dict(json.loads(out))
 
     def test_ca(self) -> dict[str, str]:
         """A throwaway CA standing in for the one a values example tells the user to create

@@ -32,7 +32,14 @@ WORKER_IP = "10.231.7.2"
 PREFIX_LEN = 24
 NFT_TABLE = "meshray_e2e"
 _SEQ = itertools.count(1)
-_NS_RE = re.compile(r"^mr-(\d+)-(\d+)-(head|worker)$")
+_NS_RE = re.compile(r"^mr-(\d+)-(\d+)-(head|worker|submitter)$")
+# The RayJob submitter's namespace and the operator's end of the link from this machine's own
+# network namespace to the head (JobNodes): addresses that exist only on these links.
+SUBMITTER_IP = "10.231.7.3"
+OPERATOR_IP = "10.231.7.254"
+# Host-side interface names (IFNAMSIZ 15): mo<pid>x<seq>; gVisor keeps a veth's host end when
+# its peer's namespace is deleted, so teardown deletes it and sweep_stale removes dead runs'.
+_LINK_RE = re.compile(r"^mo(\d+)x(\d+)$")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -110,6 +117,13 @@ def sweep_stale() -> list[str]:
         _run(["ip", "netns", "del", name], check=False)
         shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
         removed.append(name)
+    for line in _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines():
+        parts = line.split(":", 2)
+        link = parts[1].strip().split("@", 1)[0] if len(parts) > 1 else ""
+        m = _LINK_RE.match(link)
+        if m and not pid_alive(int(m.group(1))):
+            _run(["ip", "link", "del", link], check=False)
+            removed.append(link)
     return removed
 
 
@@ -118,19 +132,48 @@ def _ns_pids(name: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def nft_ruleset(peer_ip: str, ports: Sequence[int]) -> str:
+@dataclass(frozen=True)
+class Source:
+    """Another client of a node, admitted from its own address on its own ports (the RayJob
+    submitter, the KubeRay operator). Its sets: allowed_<name>, syn_<name> (ports it opened a
+    connection to, admitted) and blocked_<name> (SYNs dropped)."""
+
+    name: str
+    ip: str
+    ports: tuple[int, ...]
+
+
+def nft_ruleset(peer_ip: str, ports: Sequence[int], sources: Sequence[Source] = ()) -> str:
     elements = ", ".join(str(p) for p in sorted(set(ports))) or "1"
+    sets, rules = "", ""
+    for src in sources:
+        # An empty set has no elements clause (nft refuses `elements = { }`): it admits nothing.
+        own = ", ".join(str(p) for p in sorted(set(src.ports)))
+        sets += (
+            f"  set allowed_{src.name} {{ type inet_service; "
+            + (f"elements = {{ {own} }}; " if own else "")
+            + "}\n"
+            f"  set syn_{src.name} {{ type inet_service; flags dynamic; }}\n"
+            f"  set blocked_{src.name} {{ type inet_service; flags dynamic; }}\n"
+        )
+        syn = "tcp flags & (syn | ack) == syn"
+        rules += (
+            f"    ip saddr {src.ip} {syn} tcp dport @allowed_{src.name} "
+            f"add @syn_{src.name} {{ tcp dport }}\n"
+            f"    ip saddr {src.ip} tcp dport @allowed_{src.name} accept\n"
+            f"    ip saddr {src.ip} {syn} add @blocked_{src.name} {{ tcp dport }} counter drop\n"
+        )
     return f"""
 table inet {NFT_TABLE} {{
   set allowed {{ type inet_service; elements = {{ {elements} }}; }}
   set blocked {{ type inet_service; flags dynamic; }}
-  chain input {{
+{sets}  chain input {{
     type filter hook input priority filter; policy drop;
     iifname "lo" accept
     ct state established,related accept
     ip saddr {peer_ip} tcp dport @allowed accept
     ip saddr {peer_ip} tcp flags & (syn | ack) == syn add @blocked {{ tcp dport }} counter drop
-  }}
+{rules}  }}
 }}
 """
 
@@ -195,7 +238,8 @@ class Node:
             result.append((addr.strip("[]"), int(port), procs))
         return result
 
-    def blocked_ports(self) -> list[int]:
+    def blocked_ports(self, set_name: str = "blocked") -> list[int]:
+        """The ports in one of the firewall's dynamic sets (default: SYNs dropped from the peer)."""
         proc = _run(
             [
                 "ip",
@@ -208,7 +252,7 @@ class Node:
                 "set",
                 "inet",
                 NFT_TABLE,
-                "blocked",
+                set_name,
             ],
             check=False,
         )
@@ -305,11 +349,11 @@ class NodePair:
         self.created: list[str] = []
 
     @property
-    def nodes(self) -> tuple[Node, Node]:
+    def nodes(self) -> tuple[Node, ...]:
         return (self.head, self.worker)
 
     def setup(self) -> None:
-        for node in self.nodes:
+        for node in (self.head, self.worker):
             _run(["ip", "netns", "add", node.ns])
             self.created.append(node.ns)
         _run(
@@ -329,25 +373,37 @@ class NodePair:
                 self.worker.ns,
             ]
         )
-        for node in self.nodes:
+        for node in (self.head, self.worker):
             _run(["ip", "-n", node.ns, "addr", "add", f"{node.ip}/{PREFIX_LEN}", "dev", "eth0"])
             _run(["ip", "-n", node.ns, "link", "set", "lo", "up"])
             _run(["ip", "-n", node.ns, "link", "set", "eth0", "up"])
             # A default route, as a pod has (Ray finds its address with a UDP "connect").
             _run(["ip", "-n", node.ns, "route", "add", "default", "dev", "eth0"])
-            etc = Path("/etc/netns") / node.ns
-            etc.mkdir(parents=True, exist_ok=True)
-            lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-            lines += [f"{ip} {name}" for name, ips in self.hosts.items() for ip in ips]
-            (etc / "hosts").write_text("\n".join(lines) + "\n")
-            # No DNS server is reachable: fail lookups fast instead of waiting for timeouts.
-            (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            self._write_etc(node)
             _run(
                 ["ip", "netns", "exec", node.ns, "nft", "-f", "-"],
-                input_text=nft_ruleset(node.peer_ip, self.allowed[node.role]),
+                input_text=self.ruleset(node),
             )
+        self.extend()
         for node in self.nodes:
             self._start_init(node)
+
+    def _write_etc(self, node: Node) -> None:
+        """The node's /etc/netns/<ns>/hosts (what the cluster DNS answers) and resolv.conf."""
+        etc = Path("/etc/netns") / node.ns
+        etc.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+        lines += [f"{ip} {name}" for name, ips in self.hosts.items() for ip in ips]
+        (etc / "hosts").write_text("\n".join(lines) + "\n")
+        # No DNS server is reachable: fail lookups fast instead of waiting for timeouts.
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+    def ruleset(self, node: Node) -> str:
+        """The node's nftables input policy: drop, but its peer on the ports admitted to it."""
+        return nft_ruleset(node.peer_ip, self.allowed[node.role])
+
+    def extend(self) -> None:
+        """More namespaces and links before the nodes start (none for a plain pair)."""
 
     def _start_init(self, node: Node) -> None:
         node.init = subprocess.Popen(
@@ -422,6 +478,91 @@ class NodePair:
                 problems.append(f"ip netns del {ns}: {proc.stderr.strip()}")
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
         self.created.clear()
+        return problems
+
+
+class JobNodes(NodePair):
+    """The head/worker pair plus what a RayJob needs: a third namespace for the submitter Pod
+    (its own veth to the head, 10.231.7.3, no Service lists it so its firewall admits nothing)
+    and a veth from this machine's own network namespace to the head (10.231.7.254 on this
+    side, a /32 route to the head only), by which the KubeRay operator, a process of this
+    machine, reaches the head's dashboard. The head's firewall admits each of them from its own
+    address on its own ports only (``submitter_allowed``, ``operator_allowed``).
+
+    The submitter's namespace gives up a connection attempt after 3 s (tcp_syn_retries=1)
+    instead of ~2 min: a connection the firewall drops then fails about as fast as one the
+    mesh refuses, which is what the negative control needs; admitted connections never retry."""
+
+    def __init__(
+        self,
+        hosts: Mapping[str, Sequence[str]],
+        head_allowed: Sequence[int],
+        worker_allowed: Sequence[int],
+        submitter_allowed: Sequence[int],
+        operator_allowed: Sequence[int],
+    ) -> None:
+        super().__init__(hosts, head_allowed, worker_allowed)
+        base = self.head.ns.removesuffix("-head")
+        self.submitter = Node("submitter", f"{base}-submitter", SUBMITTER_IP, HEAD_IP)
+        self.sources = (
+            Source("submitter", SUBMITTER_IP, tuple(submitter_allowed)),
+            Source("operator", OPERATOR_IP, tuple(operator_allowed)),
+        )
+        seq = base.rsplit("-", 1)[1]
+        self.host_link = f"mo{os.getpid()}x{seq}"
+        self._host_link_made = False
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return (self.head, self.worker, self.submitter)
+
+    def ruleset(self, node: Node) -> str:
+        if node is self.head:
+            return nft_ruleset(node.peer_ip, self.allowed["head"], self.sources)
+        if node is self.submitter:
+            return nft_ruleset(node.peer_ip, ())
+        return super().ruleset(node)
+
+    def extend(self) -> None:
+        sub, head = self.submitter, self.head
+        _run(["ip", "netns", "add", sub.ns])
+        self.created.append(sub.ns)
+        _run(
+            [
+                *("ip", "link", "add", "sub0", "netns", head.ns, "type", "veth"),
+                *("peer", "name", "eth0", "netns", sub.ns),
+            ]
+        )
+        _run(["ip", "-n", sub.ns, "addr", "add", f"{sub.ip}/32", "dev", "eth0"])
+        for cmd in (["link", "set", "lo", "up"], ["link", "set", "eth0", "up"]):
+            _run(["ip", "-n", sub.ns, *cmd])
+        _run(["ip", "-n", sub.ns, "route", "add", "default", "dev", "eth0"])
+        _run(["ip", "-n", head.ns, "link", "set", "sub0", "up"])
+        _run(["ip", "-n", head.ns, "route", "add", f"{sub.ip}/32", "dev", "sub0", "src", head.ip])
+        _run(["ip", "netns", "exec", sub.ns, "sysctl", "-qw", "net.ipv4.tcp_syn_retries=1"])
+        self._write_etc(sub)
+        _run(["ip", "netns", "exec", sub.ns, "nft", "-f", "-"], input_text=self.ruleset(sub))
+        # The operator's link: this machine's end keeps only a /32 route to the head, so no
+        # other traffic of this machine changes; a second run holding that route fails here.
+        link = self.host_link
+        _run(["ip", "link", "add", link, "type", "veth", "peer", "name", "op0", "netns", head.ns])
+        self._host_link_made = True
+        _run(["ip", "addr", "add", f"{OPERATOR_IP}/32", "dev", link])
+        _run(["ip", "link", "set", link, "up"])
+        _run(["ip", "-n", head.ns, "link", "set", "op0", "up"])
+        _run(
+            ["ip", "-n", head.ns, "route", "add", f"{OPERATOR_IP}/32", "dev", "op0", "src", head.ip]
+        )
+        _run(["ip", "route", "add", f"{head.ip}/32", "dev", link, "src", OPERATOR_IP])
+
+    def teardown(self, deadline: float = 30.0) -> list[str]:
+        problems = super().teardown(deadline)
+        if self._host_link_made:
+            proc = _run(["ip", "link", "del", self.host_link], check=False)
+            gone = _run(["ip", "link", "show", self.host_link], check=False).returncode != 0
+            if not gone:
+                problems.append(f"ip link del {self.host_link}: {proc.stderr.strip()}")
+            self._host_link_made = False
         return problems
 
 

@@ -215,16 +215,30 @@ class Run:
     def worker_ports(self) -> list[int]:
         return worker_ports_of(self.params.get("worker", {}))
 
+    def listed(self, role: str) -> dict[int, str]:
+        """Ports of the Services whose EndpointSlices list the node's Pod (a node no Service
+        selects, such as a RayJob's submitter, has none)."""
+        return self.c.pod(role).allowed if role in ("head", "worker") else {}
+
+    def make_pair(self) -> NodePair:
+        """The namespaces the run uses: the head and the worker, each with its firewall."""
+        return NodePair(self.c.hosts, self.allowed("head"), self.allowed("worker"))
+
     # -- the run -----------------------------------------------------------------------------
     def execute(self) -> RunResult:
         t_start = time.monotonic()
         sweep_stale()
-        pair = NodePair(self.c.hosts, self.allowed("head"), self.allowed("worker"))
+        try:
+            pair = self.make_pair()
+        except Exception as exc:  # what the namespaces are made from could not be read
+            self.result.steps.append(Step("harness", False, 0.0, f"{type(exc).__name__}: {exc}"))
+            self.result.seconds = round(time.monotonic() - t_start, 1)
+            return self.result
         sampler: Sampler | None = None
         cap: capture.Capture | None = None
         try:
             with self.timed("network") as out:
-                for node in pair.nodes:
+                for node in (pair.head, pair.worker):
                     pod = self.c.pod(node.role)
                     if pod.ip != node.ip:
                         raise RuntimeError(f"{pod.name} has IP {pod.ip}, its namespace {node.ip}")
@@ -245,7 +259,7 @@ class Run:
             self.check_node_ip(pair.worker, self.c.worker)
             sampler = Sampler(pair.nodes, range_ports=frozenset(self.worker_ports()))
             sampler.start()
-            for node in pair.nodes:
+            for node in (pair.head, pair.worker):
                 self.prepare_pod(node, self.c.pod(node.role))
             self.start_node(pair.head, self.c.head, "head_start")
             self.start_node(pair.worker, self.c.worker, "worker_start")
@@ -302,19 +316,19 @@ class Run:
         """Volumes and init containers of the Pod, as the kubelet would run them before the Ray
         container: every volume is a fresh tmpfs private to the node (missing mount points are
         created as the container runtime would: on the node's own /tmp and /dev/shm, and under
-        /etc on a private overlay, so the host's /etc is never touched; elsewhere they are an
-        error), Secret and ConfigMap volumes hold what the API server holds, then each init
+        /etc or /home on a private overlay, so the host's are never touched; elsewhere they are
+        an error), Secret and ConfigMap volumes hold what the API server holds, then each init
         container's command runs with its own resolved env."""
         if not pod.mounts and not pod.init_containers:
             return
         with self.timed(f"pod_init_{node.role}") as out:
             paths = sorted(pod.mounts)
-            script = ["set -e", "need_etc=0"]
+            script = ["set -e", "need_etc=0", "need_home=0"]
             for p in paths:
                 q = shlex.quote(p)
                 script.append(
-                    f"[ -d {q} ] || case {q} in /etc/*) need_etc=1;; /tmp/*|/dev/shm/*) ;; "
-                    f"*) echo 'no mount point {p}' >&2; exit 1;; esac"
+                    f"[ -d {q} ] || case {q} in /etc/*) need_etc=1;; /home/*) need_home=1;; "
+                    f"/tmp/*|/dev/shm/*) ;; *) echo 'no mount point {p}' >&2; exit 1;; esac"
                 )
             script += [
                 'if [ "$need_etc" = 1 ]; then',
@@ -323,6 +337,12 @@ class Run:
                 "workdir=/tmp/.etc/work /etc",
                 f"  mount --bind /etc/netns/{node.ns}/hosts /etc/hosts",
                 f"  mount --bind /etc/netns/{node.ns}/resolv.conf /etc/resolv.conf",
+                "fi",
+                # The image's home (/home/ray): mount points under it go on a private overlay.
+                'if [ "$need_home" = 1 ]; then',
+                "  mkdir -p /tmp/.home/up /tmp/.home/work",
+                "  mount -t overlay overlay -o lowerdir=/home,upperdir=/tmp/.home/up,"
+                "workdir=/tmp/.home/work /home",
                 "fi",
             ]
             script += [
@@ -587,7 +607,7 @@ class Run:
         for node in pair.nodes:
             seen = sampler.seen.get(node.role, {})
             self.result.listening[node.role] = {p: sorted(v) for p, v in sorted(seen.items())}
-            allowed = self.c.pod(node.role).allowed
+            allowed = self.listed(node.role)
             self.result.outside[node.role] = sorted(p for p in seen if p not in allowed)
             self.result.blocked[node.role] = node.blocked_ports()
             wp = set(worker_ports_of(self.params.get(node.role, {})))
