@@ -52,6 +52,7 @@ from kube import (
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from oracle import check_cluster
+from test_install import SERVER_DEFAULTS
 
 EXAMPLE = RAYJOB_CASES["ex-rayjob"]
 EXISTING = RAYJOB_CASES["ex-rayjob-existing-cluster"]
@@ -83,22 +84,12 @@ NO_SUBMITTER_CONFIG = ("--set-json", "rayJob.submitterConfig={}")
 # Fields the API server, a CRD default or the operator add to what helm sent, by kind; any
 # other difference fails test_readback_equals_render.
 ADDED: dict[str, dict[str, str]] = {
-    "Service": {
-        ".spec.clusterIP": "allocated (or None kept) by the API server",
-        ".spec.clusterIPs": "allocated by the API server",
-        ".spec.ipFamilies": "the cluster's single-stack default",
-        ".spec.ipFamilyPolicy": "SingleStack default",
-        ".spec.internalTrafficPolicy": "Cluster default",
-        ".spec.sessionAffinity": "None default",
-        ".spec.type": "ClusterIP default",
-        ".spec.ports[].protocol": "TCP default",
-        ".spec.ports[].targetPort": "defaults to the port",
-    },
+    "Service": SERVER_DEFAULTS["Service"],
     "RayJob": {
         ".metadata.finalizers": f"{FINALIZER}, added by the operator (New state)",
         ".spec.backoffLimit": "KubeRay >= 1.2 CRD default 0 (the chart leaves 0 out)",
         # The operator adds its finalizer with a full Update of the RayJob, which writes the Go
-        # zero values of what the chart leaves out (test_helm4_upgrade_conflicts_...).
+        # zero values of what a manifest leaves out (test_helm4_upgrades_agree_...).
         ".spec.rayClusterSpec.headGroupSpec.headService.metadata": "{} from the operator's Update",
         ".spec.rayClusterSpec.headGroupSpec.headService.status": "{loadBalancer: {}}, same",
         ".spec.rayClusterSpec.workerGroupSpecs[].scaleStrategy": "{} from the operator's Update",
