@@ -82,7 +82,8 @@ serviceAccountName when it sets one.
 Usage: include "meshray.submitterServiceAccountName" .
 */}}
 {{- define "meshray.submitterServiceAccountName" -}}
-{{- dig "spec" "serviceAccountName" "" (.Values.rayJob.submitterPodTemplate | default dict) | default (printf "%s-submitter" (include "meshray.clusterName" .)) -}}
+{{- $given := dig "spec" "serviceAccountName" "" (.Values.rayJob.submitterPodTemplate | default dict) -}}
+{{- $given | default (printf "%s-submitter" (include "meshray.clusterName" .)) -}}
 {{- end -}}
 
 {{/*

@@ -35,7 +35,8 @@ Usage: include "meshray.submitterPodTemplate" . | nindent N
 {{- end -}}
 {{- end -}}
 {{- $annotations = merge (deepCopy (get $meta "annotations" | default dict)) $annotations -}}
-{{- $security := include "meshray.securityContexts" (dict "ctx" . "group" (dict "podSecurityContext" (get $spec "securityContext") "securityContext" dict)) | fromJson -}}
+{{- $group := dict "podSecurityContext" (get $spec "securityContext") "securityContext" dict -}}
+{{- $security := include "meshray.securityContexts" (dict "ctx" . "group" $group) | fromJson -}}
 {{- $containers := get $spec "containers" | default (list (dict "name" "ray-job-submitter")) -}}
 {{- $out := list -}}
 {{- range $i, $c := $containers -}}
