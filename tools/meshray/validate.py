@@ -22,7 +22,7 @@ from yamale import validators as yv
 
 from . import audit as audit_mod
 from . import manifests, meshcost, valuesfile
-from .raymodel import Cluster, cluster_from
+from .raymodel import Cluster, cluster_from, rayjob_cluster_from
 from .render import RENDER_SOURCE, RenderError, RenderRequest, render_each
 from .schema import ChartSchema, describe, is_required, is_static_map
 
@@ -488,10 +488,11 @@ def _rayclusters(objs: Sequence[manifests.Manifest],
                  ) -> Iterator[tuple[manifests.Manifest, Cluster]]:
     """Each rendered cluster with the model of it (a RayJob's as the RayCluster the operator
     makes of its rayClusterSpec)."""
-    for m, spec in _cluster_specs(objs):
-        obj = {"apiVersion": "ray.io/v1", "kind": "RayCluster",
-               "metadata": m.obj.get("metadata") or {}, "spec": spec}
-        yield m, cluster_from(obj, m.namespace("default"))
+    for m in objs:
+        if m.kind == "RayCluster":
+            yield m, cluster_from(m.obj, m.namespace("default"))
+        elif m.kind == "RayJob" and (c := rayjob_cluster_from(m.obj, m.namespace("default"))):
+            yield m, c
 
 
 def _mesh_cost_warnings(file: str, values: Mapping[str, Any],
