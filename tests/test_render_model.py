@@ -71,8 +71,11 @@ def test_the_model_key_cannot_be_set_from_values(tmp_path: Path) -> None:
     assert model_key() in proc.stderr and "additional properties" in proc.stderr.lower()
 
 
+# The metadata dict, either written into the include or bound to a variable first (a long
+# dict goes on its own line) and that variable then passed to the include.
 METADATA_NAME = re.compile(
-    r'include "meshray\.metadata" \(dict "ctx" \S+ "name" (\(include "[^"]+"|\S+)')
+    r'(?:include "meshray\.metadata" \(|\$(\w+) := )'
+    r'dict\s+"ctx"\s+\S+\s+"name"\s+(\(include\s+"[^"]+"|\S+)')
 
 
 def test_every_object_name_comes_from_the_names_helper() -> None:
@@ -81,14 +84,19 @@ def test_every_object_name_comes_from_the_names_helper() -> None:
     defines = set(re.findall(r'define "([^"]+)"', (TEMPLATES / "_names.tpl").read_text()))
     for path in sorted(TEMPLATES.rglob("*.yaml")):
         text = path.read_text()
-        found = METADATA_NAME.findall(text)
+        matches = METADATA_NAME.findall(text)
+        # A bound dict counts only when that variable is what meshray.metadata receives.
+        for var, _ in matches:
+            if var:
+                assert f'include "meshray.metadata" ${var} ' in text, (path, var)
+        found = [arg for _, arg in matches]
         # Every object's metadata goes through meshray.metadata, in the shape matched above.
         assert len(found) == text.count('include "meshray.metadata"'), path
         assert len(found) == len(re.findall(r"^kind: ", text, re.MULTILINE)), path
         for arg in found:
             if arg == ".name":  # mtls.extraPolicies[].name, as given
                 continue
-            helper = arg.removeprefix('(include "').rstrip('"')
+            helper = re.sub(r'^\(include\s+"', "", arg).rstrip('"')
             where = path.relative_to(CHART)
             assert helper in defines, f"{where}: name {arg} is not from _names.tpl"
 
