@@ -72,7 +72,18 @@ CASES: list[tuple[str, tuple[str, ...], str, tuple[str, ...]]] = [
     ("node-ip-override", ("head.rayStartParams.node-ip-address=10.0.0.1",), "meshray",
      ("head.rayStartParams.node-ip-address", '"10.0.0.1"')),
     ("kuberay-label", ("head.labels.ray\\.io/group=x",), "meshray",
-     ("head.labels.ray.io/group", "KubeRay or the chart sets this label")),
+     ("head.labels.ray.io/group", '"x"', "KubeRay (ray.io/) or the chart (meshray.io/) sets")),
+    ("cluster-domain-svc", ("clusterDomain=svc.cluster.local",), "meshray",
+     ("clusterDomain", '"svc.cluster.local"', "contains the label svc")),
+    ("common-label-chart-own", ("commonLabels.app\\.kubernetes\\.io/instance=x",), "meshray",
+     ("commonLabels.app.kubernetes.io/instance", '"x"', "the chart sets this label")),
+    ("service-label-also-common", ("commonLabels.team=a", "service.labels.team=b"), "meshray",
+     ("service.labels.team", '"b"', "is also in commonLabels")),
+    ("env-ray-tls", ("rayTls.enabled=true", "head.env[0].name=RAY_TLS_SERVER_KEY",
+                     "head.env[0].value=/k"), "meshray",
+     ("head.env[0]", "RAY_TLS_SERVER_KEY", "rayTls.enabled is on")),
+    ("gateway-route-gateway-off", ("gateway.routes.client.enabled=true",), "meshray",
+     ("gateway.routes.client.enabled", "true, but gateway.enabled is false")),
     ("group-name-too-long", (f"workerGroups.{'g' * 64}.replicas=1",), "meshray",
      (f"workerGroups.{'g' * 64}", "64 characters")),
     ("replicas-out-of-bounds", ("workerGroups.cpu.replicas=5", "workerGroups.cpu.maxReplicas=2"),
@@ -465,8 +476,9 @@ def test_every_problem_in_the_chart_has_a_case() -> None:
     live = sum(body.count("$problems = append $problems") for body in families.values()
                if 'lookup "' in body)
     assert sites + live == total, "a message site outside a rule family"
-    # One message has a second case (node-ip-address, beside the pinned port flags).
-    assert sites == len(CASES) - 1, f"{sites} messages in templates, {len(CASES)} cases"
+    # One message has a second case (node-ip-address, beside the pinned port flags), and one
+    # case is the shared switched-off helper's (meshray.offSettings), outside any family.
+    assert sites == len(CASES) - 2, f"{sites} messages in templates, {len(CASES)} cases"
 
 
 def test_the_chart_fails_in_one_place() -> None:
@@ -502,7 +514,7 @@ SEVERAL_MESSAGES = [
     "ports.workerPortList: port 12000 is listed twice",
     "ports.objectManager: port 6380 is already used by ports.nodeManager",
     'head.rayStartParams.node-ip-address: "10.0.0.1" overrides a port the chart pins',
-    "head.labels.ray.io/group: KubeRay or the chart sets this label itself",
+    'head.labels.ray.io/group: "x": KubeRay (ray.io/) or the chart (meshray.io/) sets',
     "workerGroups.cpu.replicas: 5 is outside minReplicas..maxReplicas (1..2)",
     "mtls.portLevelMtls: port 9999 is not a port the Ray pods listen on",
     'ingress.dashboard.auth.type: "none": the dashboard and Jobs API execute arbitrary code',

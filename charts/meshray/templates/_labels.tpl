@@ -13,7 +13,10 @@ app.kubernetes.io/name: {{ include "meshray.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/version: {{ .Values.ray.version | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- /* The user's commonLabels part-of (a platform name) replaces the cluster's, never doubles it. */}}
+{{- if not (hasKey (.Values.commonLabels | default dict) "app.kubernetes.io/part-of") }}
 app.kubernetes.io/part-of: {{ include "meshray.clusterName" . | quote }}
+{{- end }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}

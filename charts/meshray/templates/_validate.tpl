@@ -18,7 +18,7 @@ Usage: include "meshray.validate.families" . | fromJsonArray
 */}}
 {{- define "meshray.validate.families" -}}
 {{- toJson (list "names" "workerPorts" "uniquePorts" "istioPorts" "rayImage" "rayStartParams" "podLabels"
-  "podEnv" "podVolumes" "replicas" "identity" "podSecurity" "meshCapture" "mtls" "exportTo"
+  "objectLabels" "podEnv" "podVolumes" "replicas" "identity" "podSecurity" "meshCapture" "mtls" "exportTo"
   "extraPolicies" "meshCost" "authorization" "ingress" "rayAuth" "serveModes" "workload" "gateway"
   "gatewayAPI" "ambient" "upgrade") -}}
 {{- end -}}
@@ -43,6 +43,23 @@ Usage: include "meshray.acknowledged" . | fromJsonArray
 {{- end -}}
 {{- if and $v.podSecurity.acknowledgeUnrestricted (include "meshray.podSecurityExceptions" . | fromJsonArray) -}}
 {{- $out = append $out "unrestricted-pods" -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Settings of a feature that is switched off: nothing renders them, so values that set them
+promise something the cluster will not have. One message per set (truthy) setting, naming the
+key, its value and the switch; the families of the gateway, Gateway API and Ingress call it.
+Usage: include "meshray.offSettings" (dict "switch" "gateway.enabled" "set" (dict "gateway.https.enabled" $x ...)) | fromJsonArray
+*/}}
+{{- define "meshray.offSettings" -}}
+{{- $out := list -}}
+{{- range $key := keys .set | sortAlpha -}}
+{{- $val := get $.set $key -}}
+{{- if $val -}}
+{{- $out = append $out (printf "%s: %s, but %s is false, so nothing renders it; set %s=true, or remove %s" $key (toJson $val) $.switch $.switch $key) -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}

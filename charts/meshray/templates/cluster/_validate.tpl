@@ -26,6 +26,12 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- if gt (len $svc) 63 -}}
 {{- $problems = append $problems (printf "%s: %q is %d characters, so the headless Service name %q exceeds 63; use at most 50 characters" $nameKey $cluster (len $cluster) $svc) -}}
 {{- end -}}
+{{- /* The chart writes <service>.<namespace>.svc.<clusterDomain> itself: a domain with its own
+"svc" label would name every Pod and Service under a domain the cluster DNS does not serve. */ -}}
+{{- if regexMatch "^(.*\\.)?svc(\\..*)?$" $v.clusterDomain -}}
+{{- $why := "the chart writes <service>.<namespace>.svc.<clusterDomain> itself; give the cluster's DNS domain alone, such as cluster.local" -}}
+{{- $problems = append $problems (printf "clusterDomain: %q contains the label svc: %s" $v.clusterDomain $why) -}}
+{{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
 
@@ -136,10 +142,34 @@ itself writes --resources; a value already wrapped in single quotes passes as it
 {{- range .model.groupSources -}}
 {{- $key := printf "%s.labels" .key -}}
 {{- $labels := .v.labels | default dict -}}
-{{- range $l := list "ray.io/cluster" "ray.io/node-type" "ray.io/group" "meshray.io/cluster" -}}
-{{- if hasKey $labels $l -}}
-{{- $problems = append $problems (printf "%s.%s: KubeRay or the chart sets this label itself and the chart's selectors rely on it; remove it" $key $l) -}}
+{{- range $l := keys $labels | sortAlpha -}}
+{{- if regexMatch "^(ray|meshray)\\.io/.*$" $l -}}
+{{- $problems = append $problems (printf "%s.%s: %q: KubeRay (ray.io/) or the chart (meshray.io/) sets these labels itself and the chart's selectors rely on them; remove it" $key $l (toString (get $labels $l))) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $problems -}}
+{{- end -}}
+
+{{/* Labels of the rendered objects (commonLabels, service.labels): a key the chart writes itself
+would appear twice in one labels map, a manifest the API server or a GitOps diff reads either
+way; and two user maps must not give one key two values. */}}
+{{- define "meshray.validate.objectLabels" -}}
+{{- $v := .ctx.Values -}}
+{{- $problems := list -}}
+{{- $own := list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version"
+  "app.kubernetes.io/managed-by" "app.kubernetes.io/component" -}}
+{{- $why := "the chart sets this label on every object it renders; remove it (the chart's value stays)" -}}
+{{- range $key, $labels := dict "commonLabels" ($v.commonLabels | default dict) "service.labels" ($v.service.labels | default dict) -}}
+{{- range $l := keys $labels | sortAlpha -}}
+{{- if or (has $l $own) (regexMatch "^(ray|meshray)\\.io/.*$" $l) -}}
+{{- $problems = append $problems (printf "%s.%s: %q: %s" $key $l (toString (get $labels $l)) $why) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $l := keys ($v.service.labels | default dict) | sortAlpha -}}
+{{- if hasKey ($v.commonLabels | default dict) $l -}}
+{{- $problems = append $problems (printf "service.labels.%s: %q is also in commonLabels, and both go into the headless Service's labels; set it in one place" $l (toString (get $v.service.labels $l))) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
