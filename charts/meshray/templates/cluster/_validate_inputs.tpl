@@ -78,6 +78,11 @@ that version. */}}
 {{- if or (regexMatch "^RAY_(.+_)?PORT(S|_LIST)?$" $name) (has $name $pinned) -}}
 {{- $problems = append $problems (printf "%s[%d]: %s would override the ports or the address the chart pins from the port map; set them under ports (the Service and every group then agree)" $key $i $name) -}}
 {{- end -}}
+{{- if regexMatch "^RAY_(USE_TLS|TLS_[A-Z_]+)$" $name -}}
+{{- $tls := ternary "on: the chart sets it" "off: it would turn Ray TLS on behind the chart's back" $.ctx.Values.rayTls.enabled -}}
+{{- $why := "the Sidecars and policies declare each port's protocol from rayTls.enabled; set rayTls.enabled (and rayTls.secretName) instead" -}}
+{{- $problems = append $problems (printf "%s[%d]: %s (rayTls.enabled is %s): %s" $key $i $name $tls $why) -}}
+{{- end -}}
 {{- if and (hasKey $e "value") (hasKey $e "valueFrom") -}}
 {{- $problems = append $problems (printf "%s[%d]: %s sets both value and valueFrom; Kubernetes accepts only one" $key $i $name) -}}
 {{- end -}}

@@ -85,5 +85,13 @@ the chart's to know. */ -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if not $gw.enabled -}}
+{{- $set := dict "gateway.existingGateway" $gw.existingGateway "gateway.https.enabled" $gw.https.enabled
+  "gateway.auth.jwtIssuer" $gw.auth.jwtIssuer "gateway.authorizationPolicy.enabled" $gw.authorizationPolicy.enabled -}}
+{{- range $route := list "dashboard" "serve" "client" -}}
+{{- $_ := set $set (printf "gateway.routes.%s.enabled" $route) (get $gw.routes $route).enabled -}}
+{{- end -}}
+{{- $problems = concat $problems (include "meshray.offSettings" (dict "switch" "gateway.enabled" "set" $set) | fromJsonArray) -}}
+{{- end -}}
 {{- toJson $problems -}}
 {{- end -}}

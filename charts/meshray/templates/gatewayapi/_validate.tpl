@@ -80,5 +80,15 @@ Usage: include "meshray.validate.gatewayAPI" (dict "ctx" $ "model" $m) | fromJso
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if not $ga.enabled -}}
+{{- $set := dict "gatewayAPI.existingGateway" $ga.existingGateway "gatewayAPI.http.enabled" $ga.http.enabled
+  "gatewayAPI.https.certificateSecret" $ga.https.certificateSecret "gatewayAPI.auth.jwtIssuer" $ga.auth.jwtIssuer
+  "gatewayAPI.authorizationPolicy.enabled" $ga.authorizationPolicy.enabled
+  "gatewayAPI.routesInGatewayNamespace" $ga.routesInGatewayNamespace -}}
+{{- range $route := list "dashboard" "serve" "client" -}}
+{{- $_ := set $set (printf "gatewayAPI.routes.%s.enabled" $route) (get $ga.routes $route).enabled -}}
+{{- end -}}
+{{- $problems = concat $problems (include "meshray.offSettings" (dict "switch" "gatewayAPI.enabled" "set" $set) | fromJsonArray) -}}
+{{- end -}}
 {{- toJson $problems -}}
 {{- end -}}

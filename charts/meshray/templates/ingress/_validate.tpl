@@ -50,5 +50,10 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- $problems = append $problems "ingress.dashboard.tls.secretName: \"\": tls.enabled=true needs the name of a TLS Secret" -}}
 {{- end -}}
 {{- end -}}
+{{- if not $id.enabled -}}
+{{- $authType := ternary "" $id.auth.type (eq $id.auth.type "none") -}}
+{{- $set := dict "ingress.dashboard.tls.enabled" $id.tls.enabled "ingress.dashboard.auth.type" $authType -}}
+{{- $problems = concat $problems (include "meshray.offSettings" (dict "switch" "ingress.dashboard.enabled" "set" $set) | fromJsonArray) -}}
+{{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
