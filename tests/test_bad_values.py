@@ -33,6 +33,10 @@ from chart_support import CHART, REPO
 CORPUS = REPO / "tests" / "fixtures" / "values-corpus"
 BAD = sorted((CORPUS / "bad").rglob("*.yaml"))
 GOOD = sorted((CORPUS / "good").rglob("*.yaml"))
+# Mistakes YAML parses without a word and helm therefore cannot see (a key written twice, two
+# documents in one file): `meshray validate` alone names them, as the README's troubleshooting
+# table says.
+CLI_ONLY = sorted((CORPUS / "cli-only").rglob("*.yaml"))
 MESHRAY = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "meshray"
 # What a Go template trace looks like: a user must never see one.
 TRACE = re.compile(r"error calling |executing \"|<\.Values|nil pointer|wrong type for value|"
@@ -69,6 +73,7 @@ def read_case(path: Path) -> Case:
 
 
 CASES = [read_case(p) for p in BAD]
+CLI_ONLY_CASES = [read_case(p) for p in CLI_ONLY]
 
 
 def pointer_keys(stderr: str) -> set[str]:
@@ -165,3 +170,48 @@ def test_unusual_but_good_values_render_validate_and_audit_clean(path: Path,
     audit = subprocess.run([str(MESHRAY), "audit", str(rendered)], capture_output=True,
                            text=True, timeout=120, check=False)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _helm_template(path: Path, release: str = "meshray") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm(), "template", release, str(CHART), "-f", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("case", CLI_ONLY_CASES, ids=[c.path.stem for c in CLI_ONLY_CASES])
+def test_what_helm_cannot_see_validate_names(case: Case) -> None:
+    """helm renders these files (the data loss happens in YAML parsing, before the chart runs),
+    and `meshray validate` refuses each, naming the key (or the file) and where."""
+    assert _helm_template(case.path, case.release).returncode == 0, (
+        f"{case.path.stem}: helm now refuses it; move it to bad/")
+    res = subprocess.run([str(MESHRAY), "validate", "--release", case.release, str(case.path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    hits = [ln for ln in res.stdout.splitlines() if ln.startswith(f"{case.path}: {case.key}: ")]
+    assert hits and any(case.value in ln for ln in hits), (case, res.stdout)
+
+
+def test_helm_and_validate_agree_on_every_case(
+        helm_runs: dict[Path, subprocess.CompletedProcess[str]],
+        validate_lines: dict[str, list[str]]) -> None:
+    """The chart and the CLI take the same decision on every file of the corpus: both refuse
+    each bad file, both accept each good one. The only files they disagree on are the cli-only
+    ones, which helm cannot see by construction (checked above)."""
+    disagree = []
+    for case in CASES:
+        helm_refuses = helm_runs[case.path].returncode != 0
+        cli_refuses = any(": warning: " not in ln for ln in validate_lines.get(str(case.path), []))
+        if helm_refuses != cli_refuses:
+            disagree.append(f"bad/{case.id}: helm refuses={helm_refuses}, validate={cli_refuses}")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        good_helm = dict(zip(GOOD, pool.map(_helm_template, GOOD), strict=True))
+    good_cli = subprocess.run([str(MESHRAY), "validate", *map(str, GOOD)], capture_output=True,
+                              text=True, timeout=600, check=False)
+    refused_by_cli = {ln.split(": ", 1)[0] for ln in good_cli.stdout.splitlines()
+                      if ": warning: " not in ln and ": " in ln}
+    for path in GOOD:
+        helm_refuses = good_helm[path].returncode != 0
+        cli_refuses = str(path) in refused_by_cli
+        if helm_refuses or cli_refuses:
+            disagree.append(f"good/{path.stem}: helm refuses={helm_refuses}, "
+                            f"validate={cli_refuses}")
+    assert not disagree, "\n".join(disagree)

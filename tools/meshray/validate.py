@@ -125,6 +125,20 @@ def _check(node: Any, value: Any, path: Path_, schema: ChartSchema,
         yield path, f"must be {describe(node, schema)}", value
 
 
+def as_helm_reads(value: Any) -> Any:
+    """The values as helm's templates receive them: helm turns every YAML number into a JSON
+    number, so ``6379.0`` and ``6379`` are the same value to the chart and render alike; an
+    integral float becomes an int here too, so validate refuses what the chart refuses and
+    nothing more. Other floats (``6379.5``) stay floats and fail the integer checks."""
+    if isinstance(value, dict):
+        return {k: as_helm_reads(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_helm_reads(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _sized_ok(node: yv.Validator, value: Any) -> bool:
     lo, hi = node.kwargs.get("min"), node.kwargs.get("max")
     return (lo is None or len(value) >= lo) and (hi is None or len(value) <= hi)
@@ -257,15 +271,19 @@ def _schema_stage(file: str, opts: Options) -> Checked | _Pending:
     except (OSError, UnicodeDecodeError) as exc:
         return Checked([Problem(file, "(file)", f"cannot read: {exc}")])
     try:
-        user = valuesfile.load_text(text)
+        structure = valuesfile.structure_problems(text)
+        user = valuesfile.load_text(text) if not structure else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         return Checked([Problem(file, where, f"malformed YAML: {getattr(exc, 'problem', exc)}")])
+    if structure:  # data YAML would lose: say so before anything reads the values
+        return Checked([Problem(file, where, msg) for where, msg in structure])
     if user is None:
         user = {}
     if not isinstance(user, dict):
         return Checked([Problem(file, "(root)", "must be a map", user)])
+    user = as_helm_reads(user)
     merged = merge(opts.defaults, user)
     user_paths = dict(_paths(user))
     defaults_file = str(opts.chart / "values.yaml")
