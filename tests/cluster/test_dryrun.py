@@ -29,12 +29,16 @@ from test_render_failures import CASES
 # Kubernetes' own definitions (tools/ecosystem/passthrough_schema.py). Measured: inside the
 # RayCluster's pod templates the API server checks only the CRD's structural schema, so a
 # 64-character pod label value or requests above limits pass it (the operator's Pod create
-# fails later); on the chart's own objects' metadata the server refuses them.
+# fails later); on the chart's own objects' metadata the server refuses them. A 64-character
+# label value was here too: the schema bounds label keys and values to 63 characters now. The
+# annotations' total size (256 KiB per object) is still the server's alone.
 SERVER_ONLY: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
-        "label-value-too-long",
-        ("--set", "commonLabels.owner=" + "o" * 64),
-        ("metadata.labels", "must be no more than 63 characters"),
+        "annotations-too-large",
+        # three 100 kB values: one command-line argument may not exceed 128 KiB
+        tuple(a for i in range(3)
+              for a in ("--set", f"commonAnnotations.example\\.com/blob{i}=" + "a" * 100_000)),
+        ("metadata.annotations", "Too long"),
     ),
 ]
 
