@@ -21,7 +21,7 @@ import yamale
 import yaml
 from chart_support import CHART, REPO
 from meshray import schema as schema_mod
-from meshray.validate import check
+from meshray.schema import check
 from yamale import validators as yv
 
 MESHRAY = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "meshray"

@@ -7,11 +7,12 @@ Static maps become ``additionalProperties: false``; ``map(...)`` validators keep
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ YAMALE_FILE = "values.schema.yamale"
 JSON_FILE = "values.schema.json"
 VALUES_FILE = "values.yaml"
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
+# A key path into a values tree (map keys and list indexes), and the value the walker reports
+# for a required key that is missing.
+KeyPath = tuple[str | int, ...]
+MISSING: Any = object()
 
 
 class SchemaError(MeshrayError):
@@ -455,3 +460,83 @@ def _escape_class(text: str) -> str:
 
 def dump(schema_json: Mapping[str, Any]) -> str:
     return json.dumps(schema_json, indent=2, ensure_ascii=False) + "\n"
+
+
+# ----------------------------------------------------------- checking a values tree
+
+
+def check(schema: ChartSchema, data: Any) -> list[tuple[KeyPath, str, Any]]:
+    """Schema problems of a complete values tree as (path, problem, value)."""
+    return list(_check(schema.root, data, (), schema))
+
+
+def _check(node: Any, value: Any, path: KeyPath, schema: ChartSchema,
+           ) -> Iterator[tuple[KeyPath, str, Any]]:
+    node = schema.resolve(node)
+    if is_static_map(node):
+        if not isinstance(value, Mapping):
+            yield path, "must be a map", value
+            return
+        known = [str(k) for k in node]
+        for key, sub_value in value.items():
+            if str(key) not in known:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                yield (*path, str(key)), f"unknown key{hint}", sub_value
+        for key, sub in node.items():
+            if key not in value:
+                if is_required(sub):
+                    yield (*path, str(key)), "required key missing", MISSING
+                continue
+            sub_value = value[key]
+            if sub_value is None and isinstance(sub, yv.Validator) and (
+                    sub.is_optional and sub.can_be_none):
+                continue
+            yield from _check(sub, sub_value, (*path, str(key)), schema)
+        return
+    if isinstance(node, yv.Map):
+        if not isinstance(value, Mapping) or not _sized_ok(node, value):
+            yield path, f"must be {describe(node, schema)}", value
+            return
+        key_v = node.kwargs.get("key")
+        for k, v in value.items():
+            if key_v is not None and key_v.validate(k):
+                yield (*path, str(k)), f"key must be {describe(key_v, schema)}", k
+                continue
+            yield from _check_any_of(node.validators, v, (*path, str(k)), schema)
+        return
+    if isinstance(node, yv.List):
+        if not isinstance(value, list) or not _sized_ok(node, value):
+            yield path, f"must be {describe(node, schema)}", value
+            return
+        for i, v in enumerate(value):
+            yield from _check_any_of(node.validators, v, (*path, i), schema)
+        return
+    if isinstance(node, yv.Any):
+        yield from _check_any_of(node.validators, value, path, schema)
+        return
+    if node.validate(value):
+        yield path, f"must be {describe(node, schema)}", value
+
+
+def _sized_ok(node: yv.Validator, value: Any) -> bool:
+    lo, hi = node.kwargs.get("min"), node.kwargs.get("max")
+    return (lo is None or len(value) >= lo) and (hi is None or len(value) <= hi)
+
+
+def _check_any_of(validators: Sequence[Any], value: Any, path: KeyPath, schema: ChartSchema,
+            ) -> Iterator[tuple[KeyPath, str, Any]]:
+    """yamale's any-of: fine if one validator accepts; else the closest one's problems."""
+    if not validators:
+        return
+    results = [list(_check(v, value, path, schema)) for v in validators]
+    if any(not r for r in results):
+        return
+    if len(validators) == 1:
+        yield from results[0]
+        return
+    deeper = [r for r in results if all(p != path for p, _, _ in r)]
+    if len(deeper) == 1:  # only one alternative had the right shape: its details help
+        yield from deeper[0]
+        return
+    yield path, "must be " + " or ".join(describe(v, schema) for v in validators), value
