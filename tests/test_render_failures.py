@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chart_support import CHART, REPO, Renderer
-from meshray.render import RenderError, RenderRequest, render
+from meshray.render import RenderError, RenderRequest, chart_refusals, render
 
 LONG = "a" * 51  # 51 + len("-headless-svc") = 64 > 63
 SERVE_ROUTE = ("serve.enabled=true", "gateway.routes.serve.enabled=true",
@@ -542,6 +542,37 @@ def test_several_mistakes_are_all_reported_in_one_helm_error(tmp_path: Path) -> 
     assert len(lines) == len(SEVERAL_MESSAGES), lines
     for line, expected in zip(lines, SEVERAL_MESSAGES, strict=True):
         assert line.startswith(expected), (expected, line)
+    # The block is made to be read by a program too: a fixed first line counting the problems,
+    # then exactly that many "key: problem" lines, which the CLI takes as they are.
+    header = (f"meshray refused these values ({len(SEVERAL_MESSAGES)} problem(s), one per line "
+              "as key: problem):")
+    block = proc.stderr.split(header + "\n", 1)
+    assert len(block) == 2, proc.stderr
+    raw = block[1].splitlines()[: len(SEVERAL_MESSAGES)]
+    assert [ln.split(": ", 1)[0] for ln in raw] == [m.split(": ", 1)[0] for m in SEVERAL_MESSAGES]
+    assert err.value.problems == [tuple(ln.split(": ", 1)) for ln in raw]
+
+
+def test_a_refusal_block_whose_count_does_not_match_is_not_read_as_one() -> None:
+    """The count is what makes the block safe to read: a truncated block is helm's text, not
+    problems with keys."""
+    header = "meshray refused these values (3 problem(s), one per line as key: problem):"
+    assert chart_refusals(f"{header}\na.b: one\nc.d: two") is None
+    assert chart_refusals(f"{header}\na.b: one\nc.d: two\ne: three") == [
+        ("a.b", "one"), ("c.d", "two"), ("e", "three")]
+    assert chart_refusals("a.b: one") is None
+
+
+def test_no_message_holds_a_newline() -> None:
+    """One problem per line is the block's contract: no message literal of a rule family may
+    contain a newline escape (a message built from values is one line, as values are checked
+    to be)."""
+    checked = []
+    for name, text in template_texts().items():
+        for msg in re.findall(r'\$problems = append \$problems (.*?) -\}\}', text):
+            assert "\\n" not in msg, (name, msg)
+            checked.append(msg)
+    assert any("clusterDomain" in m for m in checked), "the message pattern no longer matches"
 
 
 def test_a_repeated_duplicate_is_reported_once() -> None:

@@ -24,15 +24,37 @@ from .paths import chart_dir, checkout_root
 T = TypeVar("T")
 
 
+# The first line of the chart's single `fail` (templates/validate.yaml): how many problems
+# follow, one per line as "key: problem".
+CHART_REFUSAL = re.compile(r"^meshray refused these values \((?P<count>\d+) problem\(s\), "
+                           r"one per line as key: problem\):$", re.MULTILINE)
+
+
 class RenderError(MeshrayError):
-    """helm refused to render: a chart ``fail``, a schema violation or a template error."""
+    """helm refused to render: a chart ``fail``, a schema violation or a template error.
+    ``problems`` holds the chart's own refusals as (key, problem), read from the counted block
+    templates/validate.yaml writes; empty for anything else helm says."""
 
     exit_code = PROBLEMS  # the values are the problem, as with a validation error
 
-    def __init__(self, message: str, stderr: str = "") -> None:
+    def __init__(self, message: str, stderr: str = "",
+                 problems: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.stderr = stderr
+        self.problems = list(problems)
+
+
+def chart_refusals(text: str) -> list[tuple[str, str]] | None:
+    """The chart's refusals in helm's error text as (key, problem), or None when the text holds
+    no refusal block (a schema error, a template error). The block's count must match."""
+    m = CHART_REFUSAL.search(text)
+    if not m:
+        return None
+    lines = text[m.end():].lstrip("\n").splitlines()[: int(m.group("count"))]
+    if len(lines) != int(m.group("count")):
+        return None
+    return [(key, rest) for key, _, rest in (ln.partition(": ") for ln in lines)]
 
 
 class HelmNotFound(RenderError):
@@ -83,7 +105,18 @@ _DEBUG_HINT = re.compile(r"\s*Use --debug flag to render out invalid YAML\s*$")
 
 
 def clean_helm_error(stderr: str) -> str:
-    """Reduce helm's stderr to the message a user needs (our `fail` text or the schema error)."""
+    """Reduce helm's stderr to the message a user needs: the chart's refusals one per line
+    (without their count line), or helm's schema or template error."""
+    text = _helm_message(stderr)
+    refusals = chart_refusals(text)
+    if refusals is not None:
+        return "\n".join(f"{key}: {problem}" for key, problem in refusals)
+    return text
+
+
+def _helm_message(stderr: str) -> str:
+    """helm's stderr without its noise: the `Error:` prefix, the template position of a
+    `fail`, the --debug hint and warnings."""
     text = stderr.strip()
     lines = [ln for ln in text.splitlines() if not ln.startswith(("WARNING:", "walk.go"))]
     text = "\n".join(lines).strip()
@@ -102,7 +135,8 @@ async def _run(request: RenderRequest) -> str:
         out = await command.run(request.args())
     except helm_errors.Error as exc:  # every pyhelm3 failure derives from Error
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        raise RenderError(clean_helm_error(stderr) or str(exc), stderr) from None
+        raise RenderError(clean_helm_error(stderr) or str(exc), stderr,
+                          chart_refusals(_helm_message(stderr)) or ()) from None
     return bytes(out).decode()
 
 

@@ -113,6 +113,8 @@ def _schema_stage(file: str, opts: Options) -> Checked | _Pending:
 def _audit_stage(pending: _Pending, rendered: str | RenderError, opts: Options) -> Checked:
     file, merged = pending.file, pending.merged
     if isinstance(rendered, RenderError):
+        if rendered.problems:  # the chart's refusals, each already (key, problem)
+            return Checked([Problem(file, key, problem) for key, problem in rendered.problems])
         return Checked([_render_problem(file, line) for line in _render_lines(rendered.message)])
     try:
         objs = manifests.parse_stream(rendered, RENDER_SOURCE)
@@ -127,10 +129,10 @@ _SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<ptr>[^']*)':\s*(?P<msg>.*)$")
 
 
 def _render_lines(message: str) -> list[str]:
-    """One line per problem: helm's schema report lists them as ``- at '/a/b': msg``; the
-    chart's single `fail` (templates/validate.yaml) puts one ``key: problem`` per line."""
+    """One line per problem of helm's own schema report (``- at '/a/b': msg``); anything else
+    helm says (a template error) is one line."""
     lines = [ln for ln in message.splitlines() if _SCHEMA_LINE.match(ln)]
-    return lines or [" ".join(ln.split()) for ln in message.splitlines() if ln.strip()]
+    return lines or [" ".join(message.split())]
 
 
 def _render_problem(file: str, line: str) -> Problem:
@@ -138,7 +140,4 @@ def _render_problem(file: str, line: str) -> Problem:
     if m:
         ptr = m.group("ptr").strip("/").replace("/", ".") or "(root)"
         return Problem(file, ptr, m.group("msg"))
-    key, sep, rest = line.partition(": ")
-    if sep and re.fullmatch(r"[A-Za-z0-9_.\[\]/-]+", key):
-        return Problem(file, key, rest)
     return Problem(file, "(chart)", line)
