@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,8 +95,8 @@ def test_errors_are_one_line_without_traceback(args: list[str], stdin: str | Non
     res = run(*args, stdin=stdin)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
-    assert needle in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    [line] = res.stderr.strip().splitlines()  # one line, naming the verb and the cause
+    assert line.startswith(f"meshray {args[0]}: ") and needle in line
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
@@ -124,6 +125,86 @@ def test_audit_json_and_min_severity(tmp_path: Path) -> None:
     res = run("audit", "--min-severity", "error", "-", stdin=broken)
     assert res.stdout.splitlines()
     assert all(ln.startswith("error: ") for ln in res.stdout.splitlines())
+
+
+def broken_clean() -> str:
+    """clean.yaml with one error finding: the headless Service's publishNotReadyAddresses."""
+    return CLEAN.read_text().replace("publishNotReadyAddresses: true", "")
+
+
+def test_one_unreadable_file_does_not_hide_the_others(tmp_path: Path) -> None:
+    """A missing file and a malformed one next to a readable one: the readable one is audited
+    and its finding printed (text and JSON), each unreadable one is named, and the exit
+    status is 2 (could not audit everything), not 1."""
+    import json
+
+    good = tmp_path / "good.yaml"
+    good.write_text(broken_clean())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Service\nmetadata:\n  name: [x\n")
+    missing = tmp_path / "missing.yaml"
+    res = run("audit", str(bad), str(good), str(missing))
+    assert res.returncode == 2, res.stderr
+    [line] = res.stdout.splitlines()
+    assert line.startswith("error: Service/demo-headless-svc [ray] ")
+    assert "[publish-not-ready-missing]" in line
+    assert re.search(rf"^meshray audit: {re.escape(str(bad))}:\d+: malformed YAML: ", res.stderr,
+                     re.MULTILINE), res.stderr
+    assert f"meshray audit: {missing}: no such file" in res.stderr
+    assert "2 input(s) not audited" in res.stderr and "Traceback" not in res.stderr
+
+    res = run("audit", "--format", "json", str(bad), str(good), str(missing))
+    assert res.returncode == 2, res.stderr
+    data = json.loads(res.stdout)
+    assert [(f["check"], f["source"]) for f in data["findings"]] == [
+        ("publish-not-ready-missing", f"{good}#1")]
+    assert [(e["source"].rsplit(":", 1)[0], e["message"].split(":")[0])
+            for e in data["errors"]] == [(str(bad), "malformed YAML"),
+                                         (str(missing), "no such file")]
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    ("- apiVersion: v1\n  kind: Service\n  metadata: {name: x}\n", "#0 (line 1)",
+     "a YAML list at top level"),
+    ("# my values\nclusterName: demo\nworkers: {cpu: {replicas: 2}}\n", "#0 (line 2)",
+     "a mapping without apiVersion and kind"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\njust text\n", "#1 (line 5)",
+     "a YAML str at top level"),
+    ("kind: Service\nmetadata: {name: a}\n", "#0 (line 1)", "a mapping without apiVersion"),
+], ids=["top-level-list", "values-file", "scalar-document", "no-apiVersion"])
+def test_input_that_is_not_manifests_exits_2(tmp_path: Path, text: str, where: str,
+                                             what: str) -> None:
+    """`audit --help` promises exit 2 for input that is not manifests: a line names the file
+    and the document that is not a Kubernetes object."""
+    f = tmp_path / "input.yaml"
+    f.write_text(text)
+    res = run("audit", str(f))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"meshray audit: {f}{where}: {what}" in res.stderr, res.stderr
+    assert "exit status: 1 when any finding is an error, 2 when any input could not be " \
+        "audited" in run("audit", "--help").stdout
+
+
+def test_the_chart_values_file_is_not_manifests() -> None:
+    values = CHART / "values.yaml"
+    res = run("audit", str(values))
+    assert res.returncode == 2
+    assert f"{values}#0 (line " in res.stderr and "not a Kubernetes object" in res.stderr
+
+
+def test_list_wrappers_and_empty_documents_still_work(tmp_path: Path) -> None:
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(broken_clean()) if d]
+    text = "---\n# nothing here\n---\n" + yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "List", "items": docs}) + "---\n{}\n---\n"
+    f = tmp_path / "list.yaml"
+    f.write_text(text)
+    res = run("audit", str(f))
+    assert res.returncode == 1, res.stderr  # the error finding, nothing unreadable
+    assert [ln.split(" [")[0] for ln in res.stdout.splitlines()] == [
+        "error: Service/demo-headless-svc"]
+    assert "not audited" not in res.stderr
 
 
 def test_non_ray_input_is_fine() -> None:

@@ -142,6 +142,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         out.write(checks_table(audit.CHECKS))
         return OK
     namespace = args.namespace
+    errors: list[manifests.InputError] = []
     if args.cluster:
         if args.files:
             raise UsageError("--cluster reads the live cluster: give no files with it")
@@ -160,19 +161,30 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
                              "(or --cluster)")
         if args.files.count(manifests.STDIN) > 1:
             raise UsageError("stdin (-) can be read only once")
-        objs = manifests.load(args.files)
+        # every readable file is audited; what could not be read is reported, and exits 2
+        loaded = manifests.read(args.files)
+        objs, errors = loaded.objects, loaded.errors
     findings = audit.audit(objs, namespace=namespace or "default",
                            root_namespace=args.root_namespace)
     shown = audit.at_least(findings, args.min_severity)
     if args.format == "json":
-        out.write(audit.to_json(shown) + "\n")
+        out.write(audit.to_json(shown, [(e.source, e.message) for e in errors]) + "\n")
+        out.flush()
+        for e in errors:
+            print(f"meshray audit: {e}", file=sys.stderr)
     else:
         for f in shown:
             print(f.line(), file=out)
         out.flush()
+        for e in errors:
+            print(f"meshray audit: {e}", file=sys.stderr)
         clusters = sum(m.kind == "RayCluster" for m in objs)
         jobs = sum(m.kind == "RayJob" for m in objs)
-        print(audit.summary(findings, len(objs), clusters, jobs), file=sys.stderr)
+        if objs or not errors:
+            print(audit.summary(findings, len(objs), clusters, jobs, len(errors)),
+                  file=sys.stderr)
+    if errors:
+        return UNUSABLE
     return PROBLEMS if any(f.severity == audit.ERROR for f in findings) else OK
 
 
@@ -335,8 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         "that selects it and report every drift between them, plus PeerAuthentication and "
         "Ingress problems. One finding per line: `severity: Kind/name [namespace] key: message "
         "(got value) [check] fix: hint`."),
-        epilog="exit status: 1 when any finding is an error, 2 on unreadable or malformed "
-        "input.\nchecks: meshray audit --list-checks")
+        epilog="exit status: 1 when any finding is an error, 2 when any input could not be "
+        "audited:\nmissing, unreadable or malformed, or a document that is not a Kubernetes "
+        "object (a\nvalues file, a top-level list); every other input is still audited and "
+        "its findings\nprinted (--format json lists those inputs under \"errors\").\n"
+        "checks: meshray audit --list-checks")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="manifest files or directories; - reads stdin")
     p.add_argument("--list-checks", action="store_true",

@@ -1,8 +1,13 @@
 """Read Kubernetes manifests from files or stdin, independently of how they were produced.
 
-Handles multi-document streams, ``kind: List`` (and ``*List``) wrappers, and empty or
-non-mapping documents (ignored). Malformed YAML raises :class:`ManifestError` with the file
-and line, so callers can print one clean line instead of a traceback.
+Handles multi-document streams, ``kind: List`` (and ``*List``) wrappers and empty documents.
+:func:`read` (what ``meshray audit`` uses) reads every source it can and returns, next to the
+objects, one :class:`InputError` per source it could not read (missing, not UTF-8, malformed
+YAML, with file and line) and per document that is not a Kubernetes object (a top-level list
+or scalar, a mapping without ``apiVersion`` and ``kind`` such as a chart's values.yaml), so
+one bad file never hides the findings of the others. :func:`load` and :func:`parse_stream`
+raise :class:`ManifestError` on the first unreadable source instead; :func:`parse_stream`
+(helm's output) skips documents that are not objects.
 """
 
 from __future__ import annotations
@@ -56,46 +61,145 @@ class Manifest:
         return str(ns) if ns else default
 
 
-def _expand(obj: Any, source: str) -> Iterator[Manifest]:
-    if not isinstance(obj, dict) or not obj:
+@dataclass(frozen=True)
+class InputError:
+    """A source, or one document of it, that gives no Kubernetes object to audit."""
+
+    source: str  # ``file``, ``file:line`` or ``file#document``
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+def is_object(obj: dict[str, Any]) -> bool:
+    """A Kubernetes object names its API version and kind (both non-empty strings)."""
+    api, kind = obj.get("apiVersion"), obj.get("kind")
+    return isinstance(api, str) and bool(api.strip()) and isinstance(kind, str) and bool(
+        kind.strip())
+
+
+def _what(doc: Any) -> str:
+    """What a document that is not a Kubernetes object is, for the message."""
+    if isinstance(doc, list):
+        return "a YAML list at top level, not an object"
+    if not isinstance(doc, dict):
+        return f"a YAML {type(doc).__name__ if doc is not None else 'null'} at top level, " \
+               "not an object"
+    missing = " and ".join(k for k in ("apiVersion", "kind") if not (
+        isinstance(doc.get(k), str) and str(doc.get(k)).strip()))
+    keys = ", ".join(str(k) for k in list(doc)[:4]) + (", ..." if len(doc) > 4 else "")
+    return (f"a mapping without {missing} (top-level keys: {keys}): a values file or a "
+            "fragment, not a Kubernetes object; render it first (helm template) and audit "
+            "the output")
+
+
+def _expand(obj: Any, source: str, problems: list[InputError] | None = None,
+            ) -> Iterator[Manifest]:
+    """The objects of one document: itself, or the items of a ``*List`` wrapper. Empty
+    documents give none; anything else that is not an object goes to ``problems``."""
+    if obj is None or obj == {}:
         return
-    kind = obj.get("kind")
-    items = obj.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        for i, item in enumerate(items):
-            yield from _expand(item, f"{source}.items[{i}]")
-        return
-    yield Manifest(obj, source)
+    if isinstance(obj, dict):
+        kind = obj.get("kind")
+        items = obj.get("items")
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+            for i, item in enumerate(items):
+                yield from _expand(item, f"{source}.items[{i}]", problems)
+            return
+        if is_object(obj):
+            yield Manifest(obj, source)
+            return
+    if problems is not None:
+        problems.append(InputError(source, _what(obj)))
+
+
+def _malformed(exc: yaml.YAMLError, name: str) -> InputError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{name}:{mark.line + 1}" if mark is not None else name
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return InputError(where, f"malformed YAML: {problem}")
+
+
+def read_stream(text: str, name: str) -> tuple[list[Manifest], list[InputError]]:
+    """Every object of a YAML stream (``name`` labels the source in messages), and what in
+    it is not one. Malformed YAML gives no object at all: a stream read only up to the
+    error could hide the rest of the file's objects."""
+    out: list[Manifest] = []
+    problems: list[InputError] = []
+    loader = LOADER(text)
+    try:
+        i = 0
+        while loader.check_node():
+            node = loader.get_node()
+            doc = loader.construct_document(node)
+            line = node.start_mark.line + 1 if node is not None else 0
+            found: list[InputError] = []
+            out.extend(_expand(doc, f"{name}#{i}", found))
+            # a document is named by its index and the line it starts on
+            problems += [InputError(f"{p.source} (line {line})", p.message) for p in found]
+            i += 1
+    except yaml.YAMLError as exc:
+        return [], [_malformed(exc, name)]
+    finally:
+        loader.dispose()
+    return out, problems
 
 
 def parse_stream(text: str, name: str) -> list[Manifest]:
-    """Every object of a YAML stream; ``name`` labels the source in messages."""
-    out: list[Manifest] = []
+    """Every object of a YAML stream (what helm renders); documents that are not objects are
+    skipped. Malformed YAML raises :class:`ManifestError`."""
     try:
+        out: list[Manifest] = []
         for i, doc in enumerate(yaml.load_all(text, Loader=LOADER)):
             out.extend(_expand(doc, f"{name}#{i}"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark is not None else name
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError(f"{where}: malformed YAML: {problem}") from None
+        raise ManifestError(str(_malformed(exc, name))) from None
     return out
 
 
-def load(paths: Sequence[str], stdin: TextIO | None = None) -> list[Manifest]:
-    """Objects from each path in order; ``-`` reads stdin. Directories read their *.yaml/*.yml."""
-    out: list[Manifest] = []
+@dataclass
+class Loaded:
+    """What :func:`read` got: the objects in input order, and what it could not audit."""
+
+    objects: list[Manifest]
+    errors: list[InputError]
+
+
+def read(paths: Sequence[str], stdin: TextIO | None = None) -> Loaded:
+    """Objects from each path in order; ``-`` reads stdin. Directories read their
+    *.yaml/*.yml. A source that cannot be read is an error in the result, not an exception."""
+    got = Loaded([], [])
     for path in paths:
         if path == STDIN:
-            out.extend(parse_stream((stdin or sys.stdin).read(), "<stdin>"))
+            _add(got, *read_stream((stdin or sys.stdin).read(), "<stdin>"))
             continue
-        for file in _files(Path(path)):
+        try:
+            files = _files(Path(path))
+        except ManifestError as exc:
+            got.errors.append(InputError(path, str(exc).removeprefix(f"{path}: ")))
+            continue
+        for file in files:
             try:
                 text = file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise ManifestError(f"{file}: cannot read: {exc}") from None
-            out.extend(parse_stream(text, str(file)))
-    return out
+                got.errors.append(InputError(str(file), f"cannot read: {exc}"))
+                continue
+            _add(got, *read_stream(text, str(file)))
+    return got
+
+
+def _add(got: Loaded, objects: list[Manifest], errors: list[InputError]) -> None:
+    got.objects += objects
+    got.errors += errors
+
+
+def load(paths: Sequence[str], stdin: TextIO | None = None) -> list[Manifest]:
+    """The objects of :func:`read`; raises :class:`ManifestError` on its first error."""
+    got = read(paths, stdin)
+    if got.errors:
+        raise ManifestError(str(got.errors[0]))
+    return got.objects
 
 
 def _files(path: Path) -> Iterable[Path]:
