@@ -118,7 +118,7 @@ def test_message_names_group_key_value_and_effect() -> None:
                      "traffic.sidecar.istio.io/excludeInboundPorts")
     assert f.value == "6380"
     assert f.message.startswith("worker group cpu: annotation "
-                                "traffic.sidecar.istio.io/excludeInboundPorts: '6380' ")
+                                'traffic.sidecar.istio.io/excludeInboundPorts: "6380" ')
     assert "STRICT mTLS and the AuthorizationPolicy no longer apply" in f.message
     [g] = assert_triggers("error", annotate("proxy.istio.io/config",
                                             "holdApplicationUntilProxyStarts: true\n"
@@ -254,7 +254,9 @@ def test_injector_values_count_only_on_running_pods() -> None:
     # on a template the same keys are what a user wrote, and denied (the chart refuses them)
     docs = hardened()
     meta(docs, "annotations").update({"traffic.sidecar.istio.io/includeInboundPorts": "*"})
-    assert len(hits(docs)) == 1
+    assert [(f.key, f.value) for f in hits(docs)] == [
+        ("spec.headGroupSpec.template.metadata.annotations."
+         "traffic.sidecar.istio.io/includeInboundPorts", "*")]
 
 
 def test_negative_control_without_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,3 +266,78 @@ def test_negative_control_without_the_check(monkeypatch: pytest.MonkeyPatch) -> 
     for _, severity, mutate in CASES:
         with pytest.raises(AssertionError):
             assert_triggers(severity, mutate)
+
+
+# --- a group kept out of the mesh (sidecar.istio.io/inject: "false") -------------------------
+
+
+def sidecar_problems(group: str) -> Mutation:
+    """What only a sidecar would act on, for one group: an excluded inbound port, a Service
+    declaring a port with a second protocol (the inbound listener's protocol), an ALLOW rule
+    forgetting a port the group needs (authz), and uid 1337 (the proxy's own)."""
+    def mutate(d: Docs) -> None:
+        annotate("traffic.sidecar.istio.io/excludeInboundPorts", "6380", group=group)(d)
+        spec = rc(d)["spec"]
+        g = spec["headGroupSpec"] if group == "head" else spec["workerGroupSpecs"][0]
+        g["template"]["spec"]["securityContext"]["runAsUser"] = 1337
+        d.append({"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"name": "demo-extra", "namespace": "ray"},
+                  "spec": {"selector": {"ray.io/cluster": "demo"},
+                           "ports": [{"name": "x", "port": 6381, "appProtocol": "http"}]}})
+        policy = next(x for x in d if x["kind"] == "AuthorizationPolicy")
+        policy["spec"]["rules"][0]["to"][0]["operation"]["notPorts"].append("6383")
+    return mutate
+
+
+def test_out_of_mesh_group_is_one_clear_finding() -> None:
+    """A worker group labelled sidecar.istio.io/inject: "false" gets one finding saying it
+    is out of the mesh, and none of the findings that need a sidecar; the head, still in the
+    mesh, keeps its own."""
+    docs = hardened()
+    sidecar_problems("worker")(docs)
+    sidecar_problems("head")(docs)
+    label("sidecar.istio.io/inject", "false", group="worker")(docs)
+    got = run(docs)
+    worker_findings = [f for f in got if "workerGroupSpecs[0]" in f.key
+                       or "group cpu" in f.message]
+    [f] = worker_findings
+    assert f.check == CHECK and f.severity == "error"
+    assert f.key == "spec.workerGroupSpecs[0].template.metadata.labels.sidecar.istio.io/inject"
+    assert f.message.startswith('worker group cpu is out of the mesh: label '
+                                'sidecar.istio.io/inject: "false" ')
+    assert 'sidecar.istio.io/inject: "true"' in f.fix
+    # the head still gets what its sidecar acts on (negative control of the skipping)
+    head_checks = {g.check for g in got if g not in worker_findings}
+    assert {CHECK, "pod-proxy-uid", "service-protocol-conflict",
+            "authz-port-denied"} <= head_checks
+
+
+def test_out_of_mesh_by_annotation_and_label_precedence() -> None:
+    """Istio's injector reads the label, else the annotation: the annotation alone takes the
+    group out; under a label "true" it is a stray key (reported as such)."""
+    docs = hardened()
+    meta(docs, "labels", "worker").pop("sidecar.istio.io/inject")
+    annotate("sidecar.istio.io/inject", "false", group="worker")(docs)
+    annotate("traffic.sidecar.istio.io/excludeInboundPorts", "6380", group="worker")(docs)
+    [f] = hits(docs)
+    assert f.key.endswith("annotations.sidecar.istio.io/inject")
+    assert "is out of the mesh" in f.message
+    label("sidecar.istio.io/inject", "true", group="worker")(docs)
+    prefix = "spec.workerGroupSpecs[0].template.metadata.annotations."
+    assert sorted(f.key for f in hits(docs)) == [
+        prefix + "sidecar.istio.io/inject", prefix + "traffic.sidecar.istio.io/excludeInboundPorts"]
+    assert not any("out of the mesh" in f.message for f in hits(docs))
+
+
+def test_all_groups_out_of_mesh_drop_the_mtls_findings() -> None:
+    """No sidecar anywhere: a PERMISSIVE policy and the lack of one say nothing about these
+    pods (each group's out-of-mesh finding does)."""
+    docs = hardened()
+    for group in ("head", "worker"):
+        label("sidecar.istio.io/inject", "false", group=group)(docs)
+    next(x for x in docs if x["kind"] == "PeerAuthentication")["spec"]["mtls"]["mode"] = (
+        "PERMISSIVE")
+    assert sorted((f.check, f.key.split(".")[1]) for f in run(docs)) == [
+        (CHECK, "headGroupSpec"), (CHECK, "workerGroupSpecs[0]")]
+    docs = [x for x in docs if x["kind"] != "PeerAuthentication"]
+    assert {f.check for f in run(docs)} == {CHECK}

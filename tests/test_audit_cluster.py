@@ -63,6 +63,10 @@ CASES: list[Case] = [
     ("invalid-port", "error",
      lambda d: worker(d)["rayStartParams"].update({"worker-port-list": "10002,x"})),
     ("param-not-string", "error", lambda d: worker(d)["rayStartParams"].update({"num-cpus": 1})),
+    # the CRD's map[string]string written as a list of "--flag=value" strings
+    ("params-not-mapping", "error", lambda d: worker(d).update(rayStartParams=[
+        f"{k}={v}" for k, v in worker(d)["rayStartParams"].items()])),
+    ("params-not-mapping", "error", lambda d: head(d).update(rayStartParams="port=6379")),
     ("headless-label-missing", "warning", lambda d: svc(d)["metadata"].pop("labels")),
     ("headless-label-missing", "error",  # multi-host groups: KubeRay makes a rival Service
      lambda d: (svc(d)["metadata"].pop("labels"), worker(d).update(numOfHosts=2))),
@@ -127,3 +131,53 @@ def test_wrong_protocol_names_port_component_and_both_protocols() -> None:
                                                 "spec.ports[2].appProtocol", "grpc")
     assert "6382" in f.message and "runtime-env-agent-port" in f.message
     assert "HTTP" in f.message and "http" in f.fix
+
+
+def test_params_not_a_mapping_names_the_field_and_the_group() -> None:
+    """rayStartParams written as a list: one finding naming the group and the field, and none
+    of the port-not-pinned findings the empty reading would otherwise give for it."""
+    docs = base()
+    worker(docs)["rayStartParams"] = ["node-manager-port=6380", "object-manager-port=6381"]
+    got = run(docs)
+    [f] = [f for f in got if f.check == "params-not-mapping"]
+    assert f.key == "spec.workerGroupSpecs[0].rayStartParams"
+    assert f.value == ["node-manager-port=6380", "object-manager-port=6381"]
+    assert "worker group cpu" in f.message and "rayStartParams" in f.message
+    assert "list" in f.message and "map[string]string" in f.message
+    assert not [g for g in got if g.check in {"port-not-pinned", "node-ip-missing"}
+                and g.key.startswith("spec.workerGroupSpecs[0].")]
+    # the line shows the value as YAML, not as a Python list
+    assert "(got [node-manager-port=6380, object-manager-port=6381])" in f.line()
+
+
+@pytest.mark.parametrize(("value", "spelled"), [
+    (True, 'dashboard-host: "true"'), (False, 'dashboard-host: "false"'),
+    (8265, 'dashboard-host: "8265"'), (None, 'dashboard-host: "null"'),
+    (0.5, 'dashboard-host: "0.5"')])
+def test_param_not_string_hint_is_yaml(value: object, spelled: str) -> None:
+    """The hint to quote a value spells it as YAML and Kubernetes do ("true"), never as
+    Python's repr ('True')."""
+    docs = base()
+    head(docs)["rayStartParams"]["dashboard-host"] = value
+    [f] = [f for f in run(docs) if f.check == "param-not-string"]
+    assert f.fix == f"quote it: {spelled}"
+    assert "'" not in f.fix and "True" not in f.fix and "None" not in f.fix
+
+
+def test_a_service_without_selector_selects_no_pod() -> None:
+    """A Service without a selector (its Endpoints are managed by hand) selects no Pod: its
+    ports and protocols are nobody's business here, and it is no headless Service of the
+    cluster. A rule that took an empty selector for "every Pod" would report both below."""
+    docs = base()
+    svc(docs)["metadata"]["name"] = "zz-demo-headless-svc"  # sorted after the stray one
+    docs.append({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "demo-headless-svc", "namespace": "ray"},
+                 "spec": {"clusterIP": "None", "ports": [
+                     {"name": "odd", "port": 6380, "appProtocol": "http"}]}})
+    for g in (head(docs), worker(docs)):
+        g["rayStartParams"]["node-ip-address"] = g["rayStartParams"]["node-ip-address"].replace(
+            "demo-headless-svc", "zz-demo-headless-svc")
+    assert [f.line() for f in run(docs)] == []
+    # control: the same Service with a selector is another headless Service of the cluster
+    docs[-1]["spec"]["selector"] = {"ray.io/cluster": "demo"}
+    assert {f.check for f in run(docs)} >= {"service-protocol-conflict"}

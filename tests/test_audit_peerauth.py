@@ -15,6 +15,12 @@ CASES: list[Case] = [
     ("peerauth-root-selector", "warning",
      lambda d: pa(d)["metadata"].update(namespace="istio-system")),
     ("peerauth-permissive", "warning", lambda d: pa(d)["spec"]["mtls"].update(mode="PERMISSIVE")),
+    # the whole policy, not one port: plaintext only, on every Ray port
+    ("peerauth-permissive", "warning", lambda d: pa(d)["spec"]["mtls"].update(mode="DISABLE")),
+    # the same, namespace-wide (no selector, no port exceptions)
+    ("peerauth-permissive", "warning", lambda d: (
+        pa(d)["spec"].pop("selector"), pa(d)["spec"].pop("portLevelMtls"),
+        pa(d)["spec"]["mtls"].update(mode="DISABLE"))),
     ("peerauth-permissive", "warning",
      lambda d: pa(d)["spec"]["portLevelMtls"].update({"8080": {"mode": "DISABLE"}})),
     ("peerauth-none", "info", lambda d: d.remove(pa(d))),

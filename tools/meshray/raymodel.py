@@ -127,6 +127,9 @@ class Group:
     worker_ports_pinned: bool = False
     worker_ports_key: str = ""
     problems: list[tuple[str, str, Any]] = field(default_factory=list)  # (key, problem, value)
+    # rayStartParams as written when it is not a mapping (the CRD's map[string]string): the
+    # model then reads it as empty; None when it is a mapping or absent
+    params_not_mapping: Any = None
 
     @property
     def containers(self) -> list[dict[str, Any]]:
@@ -315,6 +318,9 @@ def _group(spec: dict[str, Any], path: str, is_head: bool, version: tuple[int, i
     group = Group(name=name, path=path, is_head=is_head, params=_params(spec),
                   template=template or {},
                   num_of_hosts=as_int(spec.get("numOfHosts")) or 1)
+    raw = spec.get("rayStartParams")
+    if raw is not None and not isinstance(raw, dict):
+        group.params_not_mapping = raw
     _fill_ports(group, version)
     return group
 
@@ -441,7 +447,9 @@ def _cluster(spec: dict[str, Any], name: str, namespace: str, spec_key: str) -> 
                 groups.append(_group(w, f"{spec_key}.workerGroupSpecs[{i}]", False, version))
     auth = spec.get("authOptions")
     token_auth = isinstance(auth, dict) and str(auth.get("mode", "")).lower() == "token"
-    tmpl = ((head_spec.get("headService") or {}).get("spec") or {}).get("ports")
+    head_svc = head_spec.get("headService")
+    svc_spec = head_svc.get("spec") if isinstance(head_svc, dict) else None
+    tmpl = svc_spec.get("ports") if isinstance(svc_spec, dict) else None
     tmpl_ports = [p for p in tmpl if isinstance(p, dict)] if isinstance(tmpl, list) else []
     return Cluster(name=name, namespace=namespace, version=version,
                    version_key=version_key if version else "", groups=groups,

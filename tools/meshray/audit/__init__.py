@@ -8,13 +8,14 @@ Layout: one module per family of checks, each declaring its checks (id, severity
 catches) next to the code that reports them: ``cluster`` (a RayCluster's ports and its
 headless Service), ``protocols`` (one protocol per pod port across Services and Sidecars),
 ``nodeip``, ``versions``, ``peerauth``, ``authz`` (AuthorizationPolicies, NetworkPolicies),
+``netpolicy`` (a RayCluster's own KubeRay 1.7 ``spec.networkPolicy`` against its sidecars),
 ``identity`` (the Ray identity a policy admits, shared with other workloads), ``ingress``,
 ``gatewayapi`` (Gateway API routes), ``ambient`` (ambient enrolment, waypoints), ``capture``
 (Istio labels and annotations that switch the mesh off around Ray pods), ``pods`` (running
 Pods, read by ``--cluster``), ``restricted`` (Ray pods beyond the restricted Pod Security
 Standard), ``rayjob`` (a RayJob's generated cluster, the cluster it runs on, its submitter),
-``inputs`` (duplicates). A RayJob's cluster is audited by every family like a RayCluster, its
-findings reported on the RayJob.
+``inputs`` (duplicates, objects without a name). A RayJob's cluster is audited by every family
+like a RayCluster, its findings reported on the RayJob.
 ``registry`` assembles them and fixes the run order, ``engine`` runs them, ``findings`` holds
 what a finding is and the text and JSON formats; ``raypods`` gives the pod-level families each
 Ray pod template and running Ray Pod, ``acknowledge`` reads the risks a RayCluster acknowledges

@@ -17,7 +17,7 @@ from typing import Any
 from ..manifests import Manifest
 from ..raymodel import Cluster
 from .context import Context
-from .findings import ERROR, WARNING, Check
+from .findings import ERROR, WARNING, Check, quoted
 from .gatewayapi import GROUP
 
 AMBIENT_WITH_SIDECAR = Check(
@@ -74,7 +74,7 @@ def _use_waypoint(ctx: Context, m: Manifest, ns: str, key: str, name: str, traff
     cls = str((spec or {}).get("gatewayClassName") or "")
     if cls != "istio-waypoint":
         ctx.add(WAYPOINT_NOT_WAYPOINT, m, key, name,
-                f"{USE_WAYPOINT} names Gateway {ns}/{name} of class {cls!r}; istiod only "
+                f"{USE_WAYPOINT} names Gateway {ns}/{name} of class {quoted(cls)}; istiod only "
                 "makes a waypoint of class istio-waypoint",
                 f"point {USE_WAYPOINT} at a Gateway of class istio-waypoint")
         return
@@ -104,7 +104,8 @@ def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
         if USE_WAYPOINT in labels:
             _use_waypoint(ctx, m, c.namespace, f"{g.path}.template.metadata.labels."
                           f"{USE_WAYPOINT}", labels[USE_WAYPOINT], "workload")
-    head_svc = (c.spec.get("headGroupSpec") or {}).get("headService")
+    head_group = c.spec.get("headGroupSpec")
+    head_svc = head_group.get("headService") if isinstance(head_group, dict) else None
     svc_labels = _meta(head_svc, "labels")
     if USE_WAYPOINT in svc_labels:
         _use_waypoint(ctx, m, c.namespace,

@@ -54,6 +54,7 @@ from ..raymodel import Cluster, Group, as_int, compress
 from ..services import declared_protocol
 from .context import Context
 from .findings import ERROR, WARNING, Check
+from .raypods import injection_off
 
 AUTHZ_PORT_DENIED = Check(
     "authz-port-denied", ERROR,
@@ -294,6 +295,8 @@ def _groups(ctx: Context) -> Iterator[tuple[Cluster, Manifest, Group]]:
 def check(ctx: Context) -> None:
     policies = _policies(ctx)
     for c, _, g in _groups(ctx):
+        if injection_off(g.template):
+            continue  # no sidecar enforces a policy there (the capture family reports it)
         applying = [p for p in policies if p.applies(ctx, c, g)]
         allow = [p for p in applying if p.action == "ALLOW"]
         tcp = l4_ports(ctx, c, g)

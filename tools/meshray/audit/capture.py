@@ -19,7 +19,12 @@ annotation whose key's prefix is ``istio.io`` or ends in ``.istio.io`` is a find
   REDIRECT of every port but the proxy's own, ``ambient.istio.io/redirection: enabled``).
 
 On an ambient pod the ``ambient`` family already reports the sidecar keys
-(``ambient-with-sidecar``): they are not reported twice.
+(``ambient-with-sidecar``): they are not reported twice. A sidecar pod template that
+``sidecar.istio.io/inject`` keeps out of the mesh gets one finding, on that key, saying so;
+its other Istio keys tune a sidecar it will not have and are not reported, and the families
+that judge what a sidecar enforces (``protocols``, ``peerauth``, ``authz``, ``identity``,
+``pod-proxy-uid``) skip its group: with mesh capture off the protection is switched off, and
+that one finding says it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import yaml
 from ..manifests import LOADER
 from . import acknowledge, ambient
 from .context import Context
-from .findings import ERROR, Check
+from .findings import ERROR, Check, quoted, yaml_text
 from .raypods import INJECTION_STATUS, RayPod, ray_pods
 
 MESH_CAPTURE_OVERRIDE = Check(
@@ -134,7 +139,8 @@ def proxy_config_extra(value: str) -> list[str] | None:
         return []
     if not isinstance(parsed, dict):
         return None
-    return [f"{k}: {v!r}" for k, v in parsed.items() if not (k == HOLD and v is True)]
+    return [f"{yaml_text(k)}: {yaml_text(v)}" for k, v in parsed.items()
+            if not (k == HOLD and v is True)]
 
 
 def _allowed(kind: str, key: str, value: str, pod: RayPod, ambient_pod: bool) -> bool:
@@ -175,6 +181,12 @@ def check(ctx: Context) -> None:
     """Every Istio label and annotation of every Ray pod template and running Ray Pod."""
     for pod in ray_pods(ctx):
         labels, annotations = pod.labels, pod.annotations
+        off = pod.out_of_mesh
+        if off is not None:
+            kind, key = off.split(".", 1)
+            _report_out_of_mesh(ctx, pod, kind, key, (labels if kind == "labels"
+                                                      else annotations)[key])
+            continue
         ambient_pod = labels.get(ambient.DATAPLANE) == "ambient"
         # the ambient family reports the sidecar keys of ambient templates
         reported = set(ambient.sidecar_asks(labels, annotations)) if (
@@ -187,12 +199,29 @@ def check(ctx: Context) -> None:
                 _report(ctx, pod, kind, key, value)
 
 
+def _report_out_of_mesh(ctx: Context, pod: RayPod, kind: str, key: str, value: str) -> None:
+    """The one finding of a Ray pod template (or Pod) that keeps the sidecar out."""
+    severity, note = acknowledge.severity(ctx, pod.manifest, acknowledge.MESH_CAPTURE)
+    where = ("the RayCluster's pod template, then recreate the Pods" if pod.live
+             else "the pod template")
+    ctx.add(MESH_CAPTURE_OVERRIDE, pod.manifest, f"{pod.path}metadata.{kind}.{key}", value,
+            f"{pod.who} is out of the mesh: {kind[:-1]} {key}: {quoted(value)} keeps Istio "
+            "from injecting the sidecar, so STRICT mTLS, the AuthorizationPolicy and the "
+            "Sidecar do not apply to its pods: anyone who reaches them reaches Ray in "
+            "plaintext (mesh capture off is a protection switched off; the audit skips the "
+            f"sidecar checks that cannot apply to them){note}",
+            f'set {key}: "true" in {where} (or drop it where the namespace injects); if '
+            f"running outside the mesh is intended, acknowledge it with "
+            f"{acknowledge.ANNOTATION}: {acknowledge.MESH_CAPTURE} on the RayCluster",
+            severity=severity)
+
+
 def _report(ctx: Context, pod: RayPod, kind: str, key: str, value: str) -> None:
     severity, note = acknowledge.severity(ctx, pod.manifest, acknowledge.MESH_CAPTURE)
     where = ("the RayCluster's pod template, then recreate the Pods" if pod.live
              else "the pod template")
     ctx.add(MESH_CAPTURE_OVERRIDE, pod.manifest, f"{pod.path}metadata.{kind}.{key}", value,
-            f"{pod.who}: {kind[:-1]} {key}: {value!r} {_effect(key, value)}{note}",
+            f"{pod.who}: {kind[:-1]} {key}: {quoted(value)} {_effect(key, value)}{note}",
             f"remove {key} from {where}; if it is intended, acknowledge it with "
             f"{acknowledge.ANNOTATION}: {acknowledge.MESH_CAPTURE} on the RayCluster (the "
             "chart writes it when the values acknowledge the risk)", severity=severity)

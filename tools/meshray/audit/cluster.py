@@ -22,7 +22,7 @@ from ..raymodel import (
 )
 from ..services import HEADLESS_LABEL, Service, declared_protocol, headless_service, selecting
 from .context import Context
-from .findings import ERROR, INFO, WARNING, Check
+from .findings import ERROR, INFO, WARNING, Check, quoted
 
 NO_HEADLESS_SERVICE = Check(
     "no-headless-service", ERROR, "no headless Service (clusterIP: None) selects the cluster")
@@ -52,6 +52,9 @@ INVALID_PORT = Check(
     "invalid-port", ERROR, "a port flag or env value that is not a valid port")
 PARAM_NOT_STRING = Check(
     "param-not-string", ERROR, "a rayStartParams value that is not a string (CRD rejects it)")
+PARAMS_NOT_MAPPING = Check(
+    "params-not-mapping", ERROR,
+    "rayStartParams that is not a mapping of flag to value (CRD rejects it; read as empty)")
 HEADLESS_LABEL_MISSING = Check(
     "headless-label-missing", WARNING,
     "Service lacks ray.io/headless-worker-svc (error if multi-host)")
@@ -63,8 +66,8 @@ EXPORT_TO_MISSING = Check(
 CHECKS = (NO_HEADLESS_SERVICE, GROUP_NOT_SELECTED, PORT_MISSING, WORKER_PORT_MISSING,
           PORT_UNUSED, APP_PROTOCOL_WRONG, APP_PROTOCOL_MISSING, TARGET_PORT_MISMATCH,
           PORT_CONFLICT, PORT_NOT_PINNED, WORKER_RANGE_NOT_PINNED, WORKER_RANGE_LARGE,
-          INVALID_PORT, PARAM_NOT_STRING, HEADLESS_LABEL_MISSING, PUBLISH_NOT_READY_MISSING,
-          EXPORT_TO_MISSING)
+          INVALID_PORT, PARAM_NOT_STRING, PARAMS_NOT_MAPPING, HEADLESS_LABEL_MISSING,
+          PUBLISH_NOT_READY_MISSING, EXPORT_TO_MISSING)
 
 LARGE_WORKER_RANGE = 1000  # ports; kuberay#1005: 10002-19999 OOM-killed every sidecar
 _EXPORT_TO = "networking.istio.io/exportTo"
@@ -74,8 +77,17 @@ _EXPORT_TO = "networking.istio.io/exportTo"
 
 
 def check_params(ctx: Context, c: Cluster, m: Manifest) -> None:
-    """invalid-port, param-not-string: values the model could not read as ports or strings."""
+    """invalid-port, param-not-string, params-not-mapping: values the model could not read
+    as ports or strings."""
     for g in c.groups:
+        if g.params_not_mapping is not None:
+            what = type(g.params_not_mapping).__name__
+            ctx.add(PARAMS_NOT_MAPPING, m, f"{g.path}.rayStartParams", g.params_not_mapping,
+                    f"{_group_name(g)}'s rayStartParams is a {_yaml_type(what)}, not a mapping "
+                    "of flag to string value (map[string]string in the CRD): the API server "
+                    "refuses the RayCluster, and the audit read no flag of this group",
+                    "write it as a mapping of flag to quoted value, e.g. rayStartParams: "
+                    '{node-manager-port: "6380"}')
         for key, problem, value in g.problems:
             ctx.add(INVALID_PORT, m, key, value, f"{key.rsplit('.', 1)[-1]} {problem}",
                     "set a valid port number as a string")
@@ -83,12 +95,24 @@ def check_params(ctx: Context, c: Cluster, m: Manifest) -> None:
             if not isinstance(v, str):
                 ctx.add(PARAM_NOT_STRING, m, f"{g.path}.rayStartParams.{k}", v,
                         "rayStartParams values must be strings (map[string]string in the CRD)",
-                        f"quote it: {k}: '{v}'")
+                        f"quote it: {k}: {quoted(v)}")
+
+
+def _group_name(g: Group) -> str:
+    return "the head group" if g.is_head else f"worker group {g.name or '(no groupName)'}"
+
+
+def _yaml_type(python_type: str) -> str:
+    """A YAML node's kind, named as YAML does (a Python list is a YAML sequence)."""
+    return {"list": "list", "str": "string", "int": "number", "float": "number",
+            "bool": "boolean"}.get(python_type, python_type)
 
 
 def check_pinning(ctx: Context, c: Cluster, m: Manifest) -> None:
     """port-not-pinned, worker-range-not-pinned, worker-range-large."""
     for g in c.groups:
+        if g.params_not_mapping is not None:
+            continue  # params-not-mapping said it: every flag of the group is unread
         pkey = f"{g.path}.rayStartParams"
         for flag in MUST_PIN:
             if flag not in g.params:

@@ -15,7 +15,8 @@ from ..manifests import Manifest
 from ..raymodel import GRPC, HTTP, TLS, Component, Group, as_int
 from .context import Context
 from .findings import ERROR, WARNING, Check
-from .ingress import _resolve_backend
+from .ingress import _resolve_backend, ray_requires_client_cert
+from .raypods import as_list
 
 ROUTE_SERVICE_MISSING = Check(
     "route-service-missing", ERROR, "a Gateway API route's backend Service does not exist")
@@ -106,18 +107,18 @@ def _jwt_guarded(ctx: Context, ns: str, head_labels: dict[str, str], port: int) 
         if isinstance(labels, dict) and any(head_labels.get(str(k)) != str(v)
                                             for k, v in labels.items()):
             continue
-        for rule in spec.get("rules") or []:
+        for rule in as_list(spec.get("rules")):
             if isinstance(rule, dict) and _denies_anonymous(rule, port):
                 return True
     return False
 
 
 def _denies_anonymous(rule: dict[str, Any], port: int) -> bool:
-    sources = [f.get("source") for f in rule.get("from") or [] if isinstance(f, dict)]
-    anonymous = any(isinstance(s, dict) and "*" in (s.get("notRequestPrincipals") or [])
+    sources = [f.get("source") for f in as_list(rule.get("from")) if isinstance(f, dict)]
+    anonymous = any(isinstance(s, dict) and "*" in as_list(s.get("notRequestPrincipals"))
                     for s in sources)
-    ops = [t.get("operation") for t in rule.get("to") or [] if isinstance(t, dict)]
-    ports = {as_int(x) for o in ops if isinstance(o, dict) for x in o.get("ports") or []}
+    ops = [t.get("operation") for t in as_list(rule.get("to")) if isinstance(t, dict)]
+    ports = {as_int(x) for o in ops if isinstance(o, dict) for x in as_list(o.get("ports"))}
     return anonymous and (not ops or port in ports)
 
 
@@ -151,8 +152,9 @@ def check(ctx: Context) -> None:
             if component is None or group is None:
                 continue
             _check_kind(ctx, route, ref, component, group)
-            if route.kind == "TLSRoute" or component.name not in RUNS_CODE:
-                continue  # a TLSRoute reaches Ray-native TLS, which requires client certificates
+            if component.name not in RUNS_CODE or (route.kind == "TLSRoute" and (
+                    ray_requires_client_cert(group, group.expected_protocol(component)))):
+                continue  # a TLSRoute to Ray-native TLS with a CA: Ray asks for client certs
             clusters = [c for c, _ in ctx.clusters if group in c.groups]
             token = any(c.token_auth for c in clusters)
             head = [group.pod_labels(c.name) for c in clusters]

@@ -23,7 +23,7 @@ from ..raymodel import Cluster, Group
 from . import acknowledge, authz
 from .context import Context
 from .findings import ERROR, Check
-from .raypods import as_dict, as_list, strings
+from .raypods import as_dict, as_list, injection_off, strings
 
 IDENTITY_DEFAULT_SA = Check(
     "identity-default-service-account", ERROR,
@@ -167,6 +167,8 @@ def check(ctx: Context) -> None:
     for c, m in ctx.clusters:
         by_sa: dict[str, list[Group]] = {}
         for g in c.groups:
+            if injection_off(g.template):
+                continue  # no sidecar admits anyone there (the capture family reports it)
             by_sa.setdefault(service_account(g.template.get("spec")), []).append(g)
         for sa, groups in by_sa.items():
             policies, principal = _admitting(ctx, c, groups, sa)

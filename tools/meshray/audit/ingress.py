@@ -2,6 +2,18 @@
 
 Backends resolve to Services in the input or to KubeRay's ``<cluster>-head-svc`` (built by
 the operator from the head container's ports, so never in the input).
+
+What counts as authentication in front of the dashboard (Jobs API) or the Ray Client:
+an NGINX or ALB authentication annotation (auth-url, auth-type, auth-signin), a client
+certificate NGINX requires (auth-tls-secret, unless auth-tls-verify-client is off or
+optional), Ray token authentication on the cluster (KubeRay ``authOptions.mode: token``),
+and, for Ray's gRPC ports, Ray-native TLS with a CA (``RAY_USE_TLS`` and
+``RAY_TLS_CA_CERT`` in the Ray container): Ray's gRPC servers then require a client
+certificate signed by that CA (ray/_private/tls_utils.py: ``require_client_auth=ca_cert is
+not None``), from whoever opens the TLS session. With ssl-passthrough that is the user; when
+NGINX opens it (backend-protocol GRPCS/HTTPS) it is NGINX, which has a certificate to show
+only with proxy-ssl-secret, and then shows it for every user: no authentication. The chart's
+Ray Client Ingress is the passthrough shape (ingress.client needs rayTls.enabled).
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ _AUTH_ANNOTATIONS = (
     "nginx.ingress.kubernetes.io/auth-signin",
     "alb.ingress.kubernetes.io/auth-type",
 )
+_NGINX_CLIENT_CERT = "nginx.ingress.kubernetes.io/auth-tls-secret"
+_NGINX_VERIFY_CLIENT = "nginx.ingress.kubernetes.io/auth-tls-verify-client"
+_NGINX_PROXY_CERT = "nginx.ingress.kubernetes.io/proxy-ssl-secret"
 _NGINX_PROTOCOL = "nginx.ingress.kubernetes.io/backend-protocol"
 _NGINX_PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
 _ALB_PROTOCOL = "alb.ingress.kubernetes.io/backend-protocol-version"
@@ -107,12 +122,32 @@ def check(ctx: Context) -> None:
             _check_protocol(ctx, ing, ann, svc_name, port_text, component, want)
             token_auth = any(c.token_auth for c, _ in ctx.clusters if group in c.groups)
             if component.name in {"dashboard-port", "ray-client-server-port"} and not token_auth \
-                    and not any(a in ann for a in _AUTH_ANNOTATIONS):
+                    and not _authenticated(ann, group, want):
                 ctx.add(INGRESS_EXPOSES_RAY, ing, f"{key}.port", number or pname,
                         f"exposes Ray's {component.name} without authentication: anyone who "
                         "reaches it can run code (CVE-2023-48022)",
-                        "put authentication in front (auth-url annotation or Ray token auth) "
-                        "or use kubectl port-forward")
+                        "put authentication in front (auth-url annotation, a client "
+                        "certificate: auth-tls-secret, or Ray token auth; for the Ray Client "
+                        "Ray-native TLS with RAY_TLS_CA_CERT through ssl-passthrough) or use "
+                        "kubectl port-forward")
+
+
+def _authenticated(ann: dict[str, str], group: Group, want: str) -> bool:
+    """Someone must prove who they are before the backend port answers (module docstring)."""
+    if any(a in ann for a in _AUTH_ANNOTATIONS):
+        return True
+    verify = ann.get(_NGINX_VERIFY_CLIENT, "on").strip().lower()
+    if ann.get(_NGINX_CLIENT_CERT) and verify not in {"off", "optional", "optional_no_ca"}:
+        return True
+    passthrough = ann.get(_NGINX_PASSTHROUGH, "").strip().lower() == "true"
+    return ray_requires_client_cert(group, want) and (
+        passthrough or _NGINX_PROXY_CERT not in ann)
+
+
+def ray_requires_client_cert(group: Group, want: str) -> bool:
+    """Ray-native TLS with a CA on a gRPC port (``want`` is TLS): Ray's gRPC server requires a
+    client certificate signed by that CA (module docstring)."""
+    return want == TLS and bool(group.env_value("RAY_TLS_CA_CERT"))
 
 
 def _resolve_backend(ctx: Context, ns: str, name: str, number: int | None, pname: str | None,

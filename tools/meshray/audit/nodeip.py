@@ -34,6 +34,8 @@ def check(ctx: Context, c: Cluster, m: Manifest) -> None:
     svc = headless_service(ctx.services, c)
     svc_name = svc.name if svc else f"{c.base_name}-headless-svc"
     for g in c.groups:
+        if g.params_not_mapping is not None:
+            continue  # params-not-mapping (cluster family): no flag of the group was read
         key = f"{g.path}.rayStartParams.node-ip-address"
         raw = g.params.get("node-ip-address")
         want = f"${{POD_IP//[.:]/-}}.{svc_name}.{c.namespace}.svc.cluster.local"
@@ -67,7 +69,8 @@ def check(ctx: Context, c: Cluster, m: Manifest) -> None:
         env = g.env()
         for var in _VAR.findall(pod):
             entry = env.get(var)
-            ref = entry.get("valueFrom", {}).get("fieldRef", {}) if entry else {}
+            source = entry.get("valueFrom") if entry else None
+            ref = source.get("fieldRef") if isinstance(source, dict) else None
             path = ref.get("fieldPath") if isinstance(ref, dict) else None
             if path != "status.podIP":
                 why = "is not in the Ray container's env" if entry is None else (

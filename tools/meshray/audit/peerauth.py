@@ -13,6 +13,7 @@ from ..manifests import Manifest
 from ..raymodel import Cluster, as_int
 from .context import Context
 from .findings import ERROR, INFO, WARNING, Check
+from .raypods import injection_off
 
 PEERAUTH_NO_MATCH = Check(
     "peerauth-no-match", ERROR, "a PeerAuthentication with ray.io/ selector that selects no pods")
@@ -58,6 +59,8 @@ def _applies(ctx: Context, pa: Manifest, c: Cluster) -> bool:
 
 def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
     """peerauth-none: the cluster's mTLS mode is left to namespace or mesh defaults."""
+    if all(injection_off(g.template) for g in c.groups):
+        return  # no sidecar to take a mode (the capture family reports each group)
     if not any(_applies(ctx, pa, c) for pa in ctx.peerauths):
         ctx.add(PEERAUTH_NONE, m, "metadata.name", None,
                 "no PeerAuthentication in the input applies to this cluster; the namespace or "
@@ -98,8 +101,11 @@ def check(ctx: Context) -> None:
                             "no selected Ray container listens on this port (portLevelMtls keys "
                             "on the container port, not the Service port)",
                             "use the container port number the Ray flag pins")
-        applies = bool(matched) or (not labels and any(
-            c.namespace == ns or ns == ctx.root_namespace for c, _ in ctx.clusters))
+        # only sidecars take a mode: groups kept out of the mesh are the capture family's
+        meshed = [(c, g) for c, g in matched if not injection_off(g.template)]
+        applies = bool(meshed) or (not labels and any(
+            (c.namespace == ns or ns == ctx.root_namespace)
+            and not all(injection_off(g.template) for g in c.groups) for c, _ in ctx.clusters))
         if applies and mode in {"PERMISSIVE", "DISABLE"}:
             ctx.add(PEERAUTH_PERMISSIVE, pa, "spec.mtls.mode", mode,
                     f"{mode} lets plaintext reach the Ray pods (Ray's dashboard and client run "

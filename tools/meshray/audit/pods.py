@@ -20,7 +20,8 @@ from ..manifests import Manifest
 from ..raymodel import Cluster, Group
 from ..services import Service
 from .context import Context
-from .findings import ERROR, Check
+from .findings import ERROR, Check, show
+from .raypods import as_dict, as_list, strings
 
 POD_PORT_UNDECLARED = Check(
     "pod-port-undeclared", ERROR,
@@ -57,23 +58,22 @@ def is_ray_pod(m: Manifest) -> bool:
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
-    meta = obj.get("metadata") or {}
-    return {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+    return strings(as_dict(obj.get("metadata")).get("labels"))
 
 
 def pod_env(obj: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
     """Literal env values and the downward-API fields a kubelet would resolve."""
     env: dict[str, str] = {}
-    for e in container.get("env") or []:
+    for e in as_list(container.get("env")):
         if not isinstance(e, dict) or "name" not in e:
             continue
         if "value" in e:
             env[str(e["name"])] = str(e["value"])
             continue
-        ref = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
-        if ref in _FIELDS:
+        ref = as_dict(as_dict(e.get("valueFrom")).get("fieldRef")).get("fieldPath")
+        if isinstance(ref, str) and ref in _FIELDS:
             section, key = _FIELDS[ref]
-            value = (obj.get(section) or {}).get(key)
+            value = as_dict(obj.get(section)).get(key)
             if value is not None:
                 env[str(e["name"])] = str(value)
     return env
@@ -108,11 +108,11 @@ def expand(value: str, env: dict[str, str]) -> str:
 
 def ray_start(obj: dict[str, Any]) -> tuple[dict[str, str], bool, dict[str, str]] | None:
     """(flags, is head, env) of the `ray start` in the Pod's first container, or None."""
-    containers = (obj.get("spec") or {}).get("containers") or []
+    containers = as_list(as_dict(obj.get("spec")).get("containers"))
     if not containers or not isinstance(containers[0], dict):
         return None
     c = containers[0]
-    words = [str(w) for w in (c.get("command") or []) + (c.get("args") or [])]
+    words = [str(w) for w in as_list(c.get("command")) + as_list(c.get("args"))]
     script = " ".join(w for w in words if "ray start" in w) or " ".join(words)
     at = script.find("ray start")
     if at < 0:
@@ -154,14 +154,15 @@ def listening(flags: dict[str, str], env: dict[str, str], head: bool) -> dict[in
 
 
 def _declared(pod: dict[str, Any], svc: Service) -> set[int]:
-    named = {str(p.get("name")): int(p["containerPort"])
-             for c in (pod.get("spec") or {}).get("containers") or []
-             for p in c.get("ports") or [] if p.get("name") and p.get("containerPort")}
+    named = {str(p.get("name")): n
+             for c in as_list(as_dict(pod.get("spec")).get("containers"))
+             for p in as_list(as_dict(c).get("ports")) if isinstance(p, dict) and p.get("name")
+             and (n := _port(p.get("containerPort"))) is not None}
     out = set()
     for _, p in svc.ports():
         target = p.get("targetPort", p.get("port"))
-        if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
-            out.add(int(target))
+        if (n := _port(target)) is not None:
+            out.add(n)
         elif isinstance(target, str) and target in named:
             out.add(named[target])
     return out
@@ -220,7 +221,7 @@ def _check_ports(ctx: Context, pod: Manifest, flags: dict[str, str], env: dict[s
 def _check_node_ip(ctx: Context, pod: Manifest, flags: dict[str, str],
                    selecting: list[Service], ns: str) -> None:
     value = flags.get("node-ip-address")
-    ip = str((pod.obj.get("status") or {}).get("podIP") or "")
+    ip = str(as_dict(pod.obj.get("status")).get("podIP") or "")
     if not ip:
         return  # not running yet
     dashed = ip.replace(".", "-").replace(":", "-")
@@ -239,14 +240,28 @@ def _check_stale(ctx: Context, pod: Manifest, flags: dict[str, str], env: dict[s
     for key in (*PORT_FLAGS, *WORKER_KEYS):
         want = g.params.get(key)
         if want is not None and flags.get(key) != str(want):
-            diffs.append(f"--{key} {flags.get(key)!r} (RayCluster: {str(want)!r})")
+            diffs.append(f"--{key} {_shown(flags.get(key))} (RayCluster: {show(str(want))})")
     for name in PORT_ENVS:
         want = g.env_value(name)
         if want is not None and env.get(name) != str(want):
-            diffs.append(f"env {name} {env.get(name)!r} (RayCluster: {str(want)!r})")
+            diffs.append(f"env {name} {_shown(env.get(name))} (RayCluster: {show(str(want))})")
     if diffs:
         ctx.add(POD_STALE_FLAGS, pod, "spec.containers[0].args", None,
                 f"runs with other ports than {c.ref} group {g.name} now sets: "
                 + "; ".join(diffs),
                 f"kubectl delete pod -n {c.namespace} -l ray.io/cluster={c.name} (KubeRay "
                 "recreates them), or set spec.upgradeStrategy.type=Recreate (KubeRay >= 1.6)")
+
+
+def _shown(flag: str | None) -> str:
+    """A flag's value as the Pod runs it, or that the Pod does not set it."""
+    return "(unset)" if flag is None else show(flag)
+
+
+def _port(value: Any) -> int | None:
+    """A port number written as a number or digits (not a bool, not a name)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None

@@ -25,6 +25,7 @@ from ..services import Service, declared_protocol
 from .ambient import DATAPLANE
 from .context import Context
 from .findings import ERROR, Check
+from .raypods import as_dict, as_list, injection_off, strings
 
 SERVICE_PROTOCOL_CONFLICT = Check(
     "service-protocol-conflict", ERROR,
@@ -46,13 +47,13 @@ def _sidecar_ports(ctx: Context, ns: str, labels: dict[str, str]) -> set[int]:
             continue
         raw = sc.obj.get("spec")
         spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        sel = ((spec.get("workloadSelector") or {}).get("labels") or {})
-        if not isinstance(sel, dict) or not sel:
+        sel = as_dict(as_dict(spec.get("workloadSelector")).get("labels"))
+        if not sel:
             continue
         if all(labels.get(str(k)) == str(v) for k, v in sel.items()):
-            for ing in spec.get("ingress") or []:
-                port = ((ing or {}).get("port") or {}).get("number")
-                if isinstance(port, int):
+            for ing in as_list(spec.get("ingress")):
+                port = as_dict(as_dict(ing).get("port")).get("number")
+                if isinstance(port, int) and not isinstance(port, bool):
                     out.add(port)
     return out
 
@@ -72,8 +73,7 @@ def _label_sets(ctx: Context, c: Cluster, is_head: bool, group: str) -> list[dic
     which KubeRay's head Service selects on)."""
     out: list[dict[str, str]] = []
     for pod in ctx.pods:
-        meta = pod.obj.get("metadata") or {}
-        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        labels = strings(as_dict(pod.obj.get("metadata")).get("labels"))
         if (labels.get("ray.io/cluster") == c.name and pod.namespace(ctx.namespace) == c.namespace
                 and (labels.get("ray.io/node-type") == "head") == is_head
                 and (is_head or labels.get("ray.io/group") == group)):
@@ -83,6 +83,8 @@ def _label_sets(ctx: Context, c: Cluster, is_head: bool, group: str) -> list[dic
 
 def check_cluster(ctx: Context, c: Cluster, m: Manifest) -> None:
     for g in c.groups:
+        if injection_off(g.template):
+            continue  # no sidecar, no inbound listener to decide (capture family reports it)
         named = {str(p.get("name")): int(p["containerPort"]) for p in g.container_ports()
                  if p.get("name") and isinstance(p.get("containerPort"), int)}
         reported: set[int] = set()

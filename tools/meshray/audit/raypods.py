@@ -18,6 +18,10 @@ from ..manifests import Manifest
 from .context import Context
 
 INJECTION_STATUS = "sidecar.istio.io/status"  # the injector's record on an injected Pod
+INJECT = "sidecar.istio.io/inject"  # the pod's own say on sidecar injection
+DATAPLANE = "istio.io/dataplane-mode"  # ambient enrolment (istio-cni, ztunnel)
+# the values of INJECT Istio's injector reads as "inject" (anything else but "": do not)
+INJECT_YES = frozenset({"y", "yes", "true", "on"})
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -55,6 +59,11 @@ class RayPod:
     def spec(self) -> dict[str, Any]:
         return as_dict(self.template.get("spec"))
 
+    @property
+    def out_of_mesh(self) -> str | None:
+        """The key that keeps the sidecar out of these pods (:func:`injection_off`)."""
+        return injection_off(self.template)
+
     def injected(self) -> set[str]:
         """Names of the containers Istio's injector added to a running Pod."""
         if not self.live:
@@ -66,6 +75,25 @@ class RayPod:
         status = as_dict(status)
         return {str(n) for part in ("containers", "initContainers")
                 for n in as_list(status.get(part))}
+
+
+def injection_off(template: Any) -> str | None:
+    """``labels.sidecar.istio.io/inject`` or ``annotations.sidecar.istio.io/inject`` when it
+    keeps Istio's injector from giving a sidecar pod template one, else None.
+
+    The injector reads the label, else the (deprecated) annotation; "y", "yes", "true" and
+    "on" (any case) inject, an empty value leaves it to the namespace, anything else does
+    not inject (Istio's inject.go). Ambient pods (``istio.io/dataplane-mode: ambient``) want
+    no sidecar: on them the key is no exit from the mesh."""
+    meta = as_dict(as_dict(template).get("metadata"))
+    labels, annotations = strings(meta.get("labels")), strings(meta.get("annotations"))
+    if labels.get(DATAPLANE) == "ambient":
+        return None
+    part, value = (("labels", labels[INJECT]) if INJECT in labels
+                   else ("annotations", annotations.get(INJECT, "")))
+    if value.strip() and value.strip().lower() not in INJECT_YES:
+        return f"{part}.{INJECT}"
+    return None
 
 
 def ray_pods(ctx: Context) -> Iterator[RayPod]:

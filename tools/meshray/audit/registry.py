@@ -19,6 +19,7 @@ from . import (
     identity,
     ingress,
     inputs,
+    netpolicy,
     nodeip,
     peerauth,
     pods,
@@ -31,8 +32,8 @@ from .context import Context
 from .findings import Check
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, identity, ingress, gatewayapi,
-            ambient, capture, pods, restricted, rayjob, inputs)
+FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, netpolicy, identity, ingress,
+            gatewayapi, ambient, capture, pods, restricted, rayjob, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
 CHECKS: dict[str, tuple[str, str]] = {c.id: (c.severity, c.catches) for c in ALL}
@@ -52,6 +53,7 @@ PER_CLUSTER: tuple[ClusterCheck, ...] = (
     nodeip.check,
     peerauth.check_cluster,
     ambient.check_cluster,
+    netpolicy.check,
 )
 ACROSS_INPUT: tuple[InputCheck, ...] = (
     peerauth.check,

@@ -21,7 +21,7 @@ from typing import Any
 from ..raymodel import as_int
 from . import acknowledge
 from .context import Context
-from .findings import ERROR, Check
+from .findings import ERROR, Check, show, yaml_text
 from .raypods import RayPod, as_dict, as_list, ray_pods
 
 POD_PRIVILEGED = Check("pod-privileged", ERROR, "a Ray pod's container runs privileged")
@@ -89,7 +89,8 @@ def _identity(ctx: Context, pod: RayPod, key: str, sc: dict[str, Any], where: st
         _report(ctx, POD_ROOT, pod, f"{key}.runAsNonRoot", False, where,
                 "runAsNonRoot: false lets the image run as root")
     for field, got in (("runAsUser", user), ("runAsGroup", group)):
-        if got == PROXY_UID:
+        # without a sidecar no iptables rule sends uid 1337 around it
+        if got == PROXY_UID and pod.out_of_mesh is None:
             _report(ctx, POD_PROXY_UID, pod, f"{key}.{field}", got, where,
                     f"{field}: {PROXY_UID} is Istio's proxy: istio-iptables sends its "
                     "connections around the sidecar, in plaintext and without the pod's mesh "
@@ -117,8 +118,8 @@ def _container(ctx: Context, pod: RayPod, key: str, name: str, sc: dict[str, Any
     extra = [c for c in added if c.upper().removeprefix("CAP_") not in ALLOWED_CAPABILITIES]
     if extra:
         _report(ctx, POD_CAPABILITIES, pod, f"{key}.capabilities.add", extra, where,
-                f"capabilities.add {extra} goes beyond NET_BIND_SERVICE (NET_ADMIN and NET_RAW "
-                "rewrite the pod's iptables and send traffic around the sidecar)")
+                f"capabilities.add {yaml_text(extra)} goes beyond NET_BIND_SERVICE (NET_ADMIN and "
+                "NET_RAW rewrite the pod's iptables and send traffic around the sidecar)")
     if sc.get("allowPrivilegeEscalation") is True:
         _report(ctx, POD_PRIVILEGE_ESCALATION, pod, f"{key}.allowPrivilegeEscalation", True,
                 where, "allowPrivilegeEscalation: true lets its processes gain privileges "
@@ -141,7 +142,7 @@ def _pod_level(ctx: Context, pod: RayPod) -> None:
         if "hostPath" in vol:
             path = as_dict(vol.get("hostPath")).get("path")
             _report(ctx, POD_HOST_PATH, pod, f"{key}.volumes[{i}].hostPath", path,
-                    f"volume {vol.get('name')}", f"hostPath {path!r} mounts the node's "
+                    f"volume {vol.get('name')}", f"hostPath {show(path)} mounts the node's "
                     "files into the pod")
     sc = as_dict(spec.get("securityContext"))
     sc_key = f"{key}.securityContext"
