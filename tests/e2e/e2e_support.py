@@ -36,7 +36,8 @@ def venv_for(version: str) -> Path:
 
 # ---- what each test runs against (conftest installs these in the background, in test order) --
 EXAMPLES_DIR = REPO / "values-examples"
-GUIDE = REPO.parent / "shared" / "reference" / "seeds" / "kuberay-istio-mtls-l7-guide.md"
+# The seed guide's objects, as the project's own copy (the header says how they were taken).
+GUIDE = REPO / "tests" / "fixtures" / "guide" / "kuberay-istio-guide.yaml"
 DEFAULT = "default"
 
 
@@ -102,16 +103,6 @@ def broken_fqdn(version: str) -> Deployment:
     return Deployment(ns, manifests=manifests)
 
 
-def _heredocs(markdown: str) -> list[str]:
-    """Bodies of `<<EOF ... EOF` heredocs in the guide, dedented, with `\\$` unescaped."""
-    bodies = []
-    for m in re.finditer(r"<<EOF\n(.*?)\n\s*EOF", markdown, re.DOTALL):
-        lines = m.group(1).split("\n")
-        indent = min(len(ln) - len(ln.lstrip()) for ln in lines if ln.strip())
-        bodies.append("\n".join(ln[indent:] for ln in lines).replace("\\$", "$"))
-    return bodies
-
-
 def guide() -> Deployment:
     """The seed guide's headless Service and (x86-64) RayCluster as published, created in the
     namespace its FQDNs name (default). One deployment serves both Ray versions: the image
@@ -119,8 +110,7 @@ def guide() -> Deployment:
 
     def manifests(_: LocalCluster) -> list[dict[str, Any]]:
         docs = []
-        for body in _heredocs(GUIDE.read_text()):
-            doc = yaml.safe_load(body)
+        for doc in yaml.safe_load_all(GUIDE.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") not in ("Service", "RayCluster"):
                 continue
             if doc["kind"] == "RayCluster":
@@ -191,7 +181,7 @@ def deployment_for(test: str, params: dict[str, Any]) -> Deployment | None:
     if test == "test_head_metrics_ports_follow_env":
         return metrics_env(version)
     if test == "test_guide_contract_leaves_ports_undeclared":
-        return guide() if GUIDE.exists() else None
+        return guide()
     # RayJob tests install their own deployment when they start (test_rayjob.py): a RayJob's
     # activeDeadlineSeconds counts from its install, and its wall time is measured from there.
     return None

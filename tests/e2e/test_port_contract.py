@@ -16,11 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chart_support import skip_unless_ci
 from e2e_support import (
     CAPTURE_DIR,
     DEFAULT,
-    GUIDE,
     LOG_DIR,
     RAY_VERSIONS,
     broken_fqdn,
@@ -226,8 +224,6 @@ def test_guide_contract_leaves_ports_undeclared(
     """The seed guide's own manifests, as a control of the audit: its head listens on the
     autoscaler/dashboard metrics ports (and, before Ray 2.45, a random dashboard gRPC port),
     none of which its Services declare. The chart exists to close exactly this gap."""
-    if not GUIDE.exists():
-        skip_unless_ci(f"{GUIDE} not present")
     cfg = RunConfig(
         cluster=e2e_cluster.read(guide(), f"guide-as-published@{version}"),
         venv=venv_for(version),

@@ -703,7 +703,16 @@ def shared_crds() -> Path:
 
 
 def istio_crds(version: str = "1.29.6") -> list[Path]:
-    return sorted((shared_crds() / f"istio-{version}").glob("*.yaml"))
+    """Istio's CRDs: ../shared/crds/istio-<version> when this workplace has it, else the file
+    istio.io/api ships at that tag (the same bytes; mk/lint.mk takes them the same way), so a
+    clone with a full module proxy needs nothing outside the repository."""
+    shared = sorted((shared_crds() / f"istio-{version}").glob("*.yaml"))
+    if shared:
+        return shared
+    out = subprocess.run(["go", "mod", "download", "-json", f"istio.io/api@v{version}"],
+                         capture_output=True, text=True, check=True, cwd="/tmp")
+    module_dir = Path(json.loads(out.stdout)["Dir"])
+    return [module_dir / "kubernetes" / "customresourcedefinitions.gen.yaml"]
 
 
 # Kubernetes Gateway API, standard channel (Gateway, HTTPRoute, GRPCRoute, TLSRoute,
@@ -728,7 +737,7 @@ def with_operator(
     operator_hosts: Path | None = None,
 ) -> ControlPlane:
     """A control plane with that KubeRay operator version (None: none), its own RayCluster,
-    RayJob and RayService CRDs from its module, the Istio CRDs of ../shared/crds and the
+    RayJob and RayService CRDs from its module, the Istio CRDs (istio_crds) and the
     Gateway API CRDs (standard channel) from their module. ``operator_hosts``: see
     ControlPlane.operator_hosts."""
     return ControlPlane(
@@ -779,7 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = sub.add_parser("up", help="start etcd, kube-apiserver, controller-manager, operator")
     up.add_argument("--dir", type=Path, required=True)
     up.add_argument("--operator", default="v1.6.2", help="KubeRay version, or 'none'")
-    up.add_argument("--istio-crds", default="1.29.6", help="Istio CRD set from ../shared/crds")
+    up.add_argument("--istio-crds", default="1.29.6",
+                    help="Istio CRD version (../shared/crds, else the istio.io/api module)")
     up.add_argument("--kubelet", action="store_true", help="also run the kubelet stand-in")
     dn = sub.add_parser("down", help="stop what `up` started in --dir")
     dn.add_argument("--dir", type=Path, required=True)
