@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .manifests import Manifest
+from .protocol import declared_protocol
 from .raymodel import (
     WORKER,
     Cluster,
@@ -17,7 +18,7 @@ from .raymodel import (
     is_rayjob,
     rayjob_cluster_from,
 )
-from .services import declared_protocol, selecting, services_in
+from .services import selecting, services_in
 
 
 @dataclass(frozen=True)

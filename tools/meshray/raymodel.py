@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .protocol import declared_protocol
+
 if TYPE_CHECKING:
     from .manifests import Manifest
 
@@ -276,8 +278,6 @@ class Cluster:
         return out
 
     def head_service(self) -> list[tuple[str, int, str]]:
-        from .services import declared_protocol
-
         ports: list[tuple[str, int, str]] = []
         for p in self.head_service_template:
             n = as_int(p.get("port"))

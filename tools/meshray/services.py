@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .manifests import Manifest
+
+# how Istio reads a port's protocol lives in ``protocol``, which raymodel reads too; the name
+# stays importable from here (``ports`` takes it from here)
 from .raymodel import Cluster
 
-# protocols Istio recognises from a Service port's name prefix (``grpc-foo``)
-ISTIO_PROTOCOLS = ("http2", "http", "https", "grpc-web", "grpc", "tcp", "tls", "mongo",
-                   "mysql", "redis", "udp")
 # KubeRay uses the Service with this label (value: cluster name) as the workers' headless one
 HEADLESS_LABEL = "ray.io/headless-worker-svc"
 
@@ -73,19 +73,6 @@ def services_in(objs: Sequence[Manifest], namespace: str) -> list[Service]:
 
 def is_service(m: Manifest) -> bool:
     return m.kind == "Service" and m.api_group == ""
-
-
-def declared_protocol(port: dict[str, Any]) -> str | None:
-    """The protocol Istio uses for a Service port: appProtocol wins, else the name prefix."""
-    app = port.get("appProtocol")
-    if app:
-        app = str(app).lower()
-        return "http2" if app == "kubernetes.io/h2c" else app
-    name = str(port.get("name") or "").lower()
-    for proto in ISTIO_PROTOCOLS:
-        if name == proto or name.startswith(proto + "-"):
-            return proto
-    return None
 
 
 def selecting(services: Sequence[Service], c: Cluster) -> list[Service]:

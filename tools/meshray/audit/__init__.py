@@ -16,10 +16,17 @@ Pods, read by ``--cluster``), ``restricted`` (Ray pods beyond the restricted Pod
 Standard), ``rayjob`` (a RayJob's generated cluster, the cluster it runs on, its submitter),
 ``inputs`` (duplicates, objects without a name). A RayJob's cluster is audited by every family
 like a RayCluster, its findings reported on the RayJob.
-``registry`` assembles them and fixes the run order, ``engine`` runs them, ``findings`` holds
-what a finding is and the text and JSON formats; ``raypods`` gives the pod-level families each
-Ray pod template and running Ray Pod, ``acknowledge`` reads the risks a RayCluster acknowledges
-(``meshray.io/acknowledged``). Callers use only the names below.
+``registry`` assembles them, the kinds each reads and the run order, ``engine`` sorts the input
+and runs them.
+
+Imports run one way: a family imports only the ground modules below and the model outside
+the audit, never another family; what two families share lives in the ground. Ground:
+``context`` (one run's state), ``findings`` (what a finding is, the text and JSON formats),
+``kinds`` (the kinds of object the audit reads, and the workloads' pod specs and accounts),
+``raypods`` (each Ray pod template and running Ray Pod, Istio's pod keys), ``acknowledge``
+(the risks a RayCluster acknowledges, ``meshray.io/acknowledged``), ``policies`` (how Istio
+reads an AuthorizationPolicy, which ports Ray needs) and ``backends`` (what an Ingress's or a
+route's backend reaches). Callers use only the names below.
 """
 
 from .engine import audit
@@ -35,8 +42,7 @@ from .findings import (
     summary,
     to_json,
 )
-from .identity import is_workload, pod_specs, service_account
-from .pods import is_ray_pod
+from .kinds import is_ray_pod, is_workload, pod_specs, service_account
 from .registry import CHECKS
 
 __all__ = ["CHECKS", "ERROR", "INFO", "SEVERITIES", "WARNING", "Check", "Finding", "at_least",

@@ -18,7 +18,8 @@ from ..manifests import Manifest
 from ..raymodel import Cluster
 from .context import Context
 from .findings import ERROR, WARNING, Check, quoted
-from .gatewayapi import GROUP
+from .kinds import CLUSTERS, GATEWAY, SERVICE
+from .raypods import DATAPLANE, USE_WAYPOINT, sidecar_asks
 
 AMBIENT_WITH_SIDECAR = Check(
     "ambient-with-sidecar", ERROR,
@@ -33,32 +34,18 @@ WAYPOINT_FOR_MISMATCH = Check(
     "istio.io/use-waypoint on pods (or a Service) whose waypoint does not take that traffic")
 
 CHECKS = (AMBIENT_WITH_SIDECAR, WAYPOINT_MISSING, WAYPOINT_NOT_WAYPOINT, WAYPOINT_FOR_MISMATCH)
+# Ray clusters and Services that name a waypoint, and the Gateways that may be it
+READS = (*CLUSTERS, SERVICE, GATEWAY)
 
-DATAPLANE = "istio.io/dataplane-mode"
-USE_WAYPOINT = "istio.io/use-waypoint"
 WAYPOINT_FOR = "istio.io/waypoint-for"
 # which waypoint-for values take traffic addressed to a pod, and to a Service VIP
 TAKES = {"workload": {"workload", "all"}, "service": {"service", "all"}}
-
-
-def is_gateway(m: Manifest) -> bool:
-    return m.api_group == GROUP and m.kind == "Gateway"
 
 
 def _meta(obj: Any, part: str) -> dict[str, str]:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     got = meta.get(part) if isinstance(meta, dict) else None
     return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
-
-
-def sidecar_asks(labels: dict[str, str], annotations: dict[str, str]) -> list[str]:
-    """What in a pod's labels and annotations asks for an istio-proxy sidecar, as
-    ``labels.<key>`` / ``annotations.<key>``."""
-    asks = [f"labels.{k}" for k, v in labels.items()
-            if k == "sidecar.istio.io/inject" and v.lower() == "true"]
-    asks += [f"annotations.{k}" for k in annotations
-             if k.startswith(("sidecar.istio.io/", "proxy.istio.io/"))]
-    return asks
 
 
 def _use_waypoint(ctx: Context, m: Manifest, ns: str, key: str, name: str, traffic: str) -> None:

@@ -34,16 +34,19 @@ from typing import Any
 import yaml
 
 from ..manifests import LOADER
-from . import acknowledge, ambient
+from . import acknowledge
 from .context import Context
 from .findings import ERROR, Check, quoted, yaml_text
-from .raypods import INJECTION_STATUS, RayPod, ray_pods
+from .kinds import CLUSTERS, RAY_POD
+from .raypods import DATAPLANE, INJECTION_STATUS, USE_WAYPOINT, RayPod, ray_pods, sidecar_asks
 
 MESH_CAPTURE_OVERRIDE = Check(
     "mesh-capture-override", ERROR,
     "a Ray pod's Istio label or annotation switches the mesh off or routes traffic around it")
 
 CHECKS = (MESH_CAPTURE_OVERRIDE,)
+# every Ray pod template and running Ray Pod
+READS = (*CLUSTERS, RAY_POD)
 
 # annotations that tune the proxy without changing what it captures
 TUNING = frozenset({
@@ -57,7 +60,7 @@ TUNING = frozenset({
 })
 # labels that name the workload or its waypoint (checked by the ambient family)
 NAMING = frozenset({"service.istio.io/canonical-name", "service.istio.io/canonical-revision",
-                    ambient.USE_WAYPOINT})
+                    USE_WAYPOINT})
 INJECT = "sidecar.istio.io/inject"
 PROXY_CONFIG = "proxy.istio.io/config"
 HOLD = "holdApplicationUntilProxyStarts"
@@ -98,8 +101,8 @@ EFFECTS = {
         "STRICT mTLS and the AuthorizationPolicy may no longer apply to it",
     INJECT: "keeps Istio from injecting the sidecar: the pods run outside the mesh, without "
             "mTLS or the AuthorizationPolicy",
-    ambient.DATAPLANE: "takes the pods out of ambient mode: ztunnel no longer gives them mTLS "
-                       "or enforces the AuthorizationPolicy",
+    DATAPLANE: "takes the pods out of ambient mode: ztunnel no longer gives them mTLS "
+               "or enforces the AuthorizationPolicy",
     "ambient.istio.io/bypass-inbound-capture":
         "makes ztunnel leave the pods' inbound traffic alone: it reaches Ray in plaintext, "
         "past mTLS and the AuthorizationPolicy",
@@ -149,7 +152,7 @@ def _allowed(kind: str, key: str, value: str, pod: RayPod, ambient_pod: bool) ->
         return True
     if key == INJECT and (value.lower() == "true" or (ambient_pod and value.lower() == "false")):
         return True
-    if kind == "labels" and key == ambient.DATAPLANE and value == "ambient":
+    if kind == "labels" and key == DATAPLANE and value == "ambient":
         return True
     if kind == "annotations" and key == PROXY_CONFIG and proxy_config_extra(value) == []:
         return True
@@ -187,9 +190,9 @@ def check(ctx: Context) -> None:
             _report_out_of_mesh(ctx, pod, kind, key, (labels if kind == "labels"
                                                       else annotations)[key])
             continue
-        ambient_pod = labels.get(ambient.DATAPLANE) == "ambient"
+        ambient_pod = labels.get(DATAPLANE) == "ambient"
         # the ambient family reports the sidecar keys of ambient templates
-        reported = set(ambient.sidecar_asks(labels, annotations)) if (
+        reported = set(sidecar_asks(labels, annotations)) if (
             ambient_pod and not pod.live) else set()
         for kind, meta in (("labels", labels), ("annotations", annotations)):
             for key, value in meta.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..manifests import Manifest
+from ..protocol import declared_protocol
 from ..raymodel import (
     DASHBOARD_GRPC_LAST_USED,
     MUST_PIN,
@@ -20,9 +21,10 @@ from ..raymodel import (
     as_int,
     compress,
 )
-from ..services import HEADLESS_LABEL, Service, declared_protocol, headless_service, selecting
+from ..services import HEADLESS_LABEL, Service, headless_service, selecting
 from .context import Context
 from .findings import ERROR, INFO, WARNING, Check, quoted
+from .kinds import CLUSTERS, SERVICE
 
 NO_HEADLESS_SERVICE = Check(
     "no-headless-service", ERROR, "no headless Service (clusterIP: None) selects the cluster")
@@ -68,6 +70,8 @@ CHECKS = (NO_HEADLESS_SERVICE, GROUP_NOT_SELECTED, PORT_MISSING, WORKER_PORT_MIS
           PORT_CONFLICT, PORT_NOT_PINNED, WORKER_RANGE_NOT_PINNED, WORKER_RANGE_LARGE,
           INVALID_PORT, PARAM_NOT_STRING, PARAMS_NOT_MAPPING, HEADLESS_LABEL_MISSING,
           PUBLISH_NOT_READY_MISSING, EXPORT_TO_MISSING)
+# each Ray cluster and the Services that select its pods
+READS = (*CLUSTERS, SERVICE)
 
 LARGE_WORKER_RANGE = 1000  # ports; kuberay#1005: 10002-19999 OOM-killed every sidecar
 _EXPORT_TO = "networking.istio.io/exportTo"

@@ -2,7 +2,7 @@
 is reachable across namespaces, needs auth.
 
 HTTPRoute, GRPCRoute and TLSRoute (``gateway.networking.k8s.io``) name their backends in
-``spec.rules[].backendRefs[]``. Backends resolve as an Ingress's do (``ingress.py``): to
+``spec.rules[].backendRefs[]``. Backends resolve as an Ingress's do (``backends``): to
 Services in the input or KubeRay's ``<cluster>-head-svc``.
 """
 
@@ -13,9 +13,17 @@ from typing import Any
 
 from ..manifests import Manifest
 from ..raymodel import GRPC, HTTP, TLS, Component, Group, as_int
+from .backends import ray_requires_client_cert, resolve_backend
 from .context import Context
 from .findings import ERROR, WARNING, Check
-from .ingress import _resolve_backend, ray_requires_client_cert
+from .kinds import (
+    AUTHORIZATION_POLICY,
+    CLUSTERS,
+    GATEWAY_API_ROUTE,
+    GATEWAY_GROUP,
+    ROUTE_KINDS,
+    SERVICE,
+)
 from .raypods import as_list
 
 ROUTE_SERVICE_MISSING = Check(
@@ -32,18 +40,13 @@ ROUTE_EXPOSES_RAY = Check(
 
 CHECKS = (ROUTE_SERVICE_MISSING, ROUTE_PORT_MISSING, ROUTE_PROTOCOL_MISMATCH,
           ROUTE_REFERENCE_NOT_GRANTED, ROUTE_EXPOSES_RAY)
+# routes and ReferenceGrants, what their backends resolve to, and the head's DENY policies
+READS = (GATEWAY_API_ROUTE, *CLUSTERS, SERVICE, AUTHORIZATION_POLICY)
 
-GROUP = "gateway.networking.k8s.io"
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute")
 # What Ray must speak on the backend port for each route kind: an HTTPRoute sends HTTP, a
 # GRPCRoute gRPC (HTTP/2), a TLSRoute passes TLS through (Ray-native TLS).
 SPEAKS = {"HTTPRoute": HTTP, "GRPCRoute": GRPC, "TLSRoute": TLS}
 RUNS_CODE = {"dashboard-port", "ray-client-server-port"}
-
-
-def is_gateway_api(m: Manifest) -> bool:
-    """Routes and ReferenceGrants of the Gateway API."""
-    return m.api_group == GROUP and m.kind in (*ROUTE_KINDS, "ReferenceGrant")
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,9 @@ def _granted(grants: list[Manifest], default_ns: str, kind: str, route_ns: str,
         froms = spec.get("from") if isinstance(spec.get("from"), list) else []
         tos = spec.get("to") if isinstance(spec.get("to"), list) else []
         assert isinstance(froms, list) and isinstance(tos, list)
-        from_ok = any(isinstance(f, dict) and f.get("group") == GROUP and f.get("kind") == kind
-                      and f.get("namespace") == route_ns for f in froms)
+        from_ok = any(isinstance(f, dict) and f.get("group") == GATEWAY_GROUP
+                      and f.get("kind") == kind and f.get("namespace") == route_ns
+                      for f in froms)
         to_ok = any(isinstance(t, dict) and str(t.get("group") or "") == ""
                     and t.get("kind") == "Service" and t.get("name") in (None, "", ref.name)
                     for t in tos)
@@ -136,7 +140,7 @@ def check(ctx: Context) -> None:
                         "refuses the reference (ResolvedRefs: RefNotPermitted)",
                         f"add a ReferenceGrant in {ref.namespace} from {route.kind} in {ns} to "
                         f"Service {ref.name}")
-            target = _resolve_backend(ctx, ref.namespace, ref.name, ref.port, None)
+            target = resolve_backend(ctx, ref.namespace, ref.name, ref.port, None)
             if target is None:
                 ctx.add(ROUTE_SERVICE_MISSING, route, f"{ref.key}.name", ref.name,
                         f"no Service {ref.name} in namespace {ref.namespace} (input Services and "

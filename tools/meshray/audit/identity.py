@@ -20,9 +20,19 @@ from typing import Any
 
 from ..manifests import Manifest
 from ..raymodel import Cluster, Group
-from . import acknowledge, authz
+from . import acknowledge
 from .context import Context
 from .findings import ERROR, Check
+from .kinds import (
+    AUTHORIZATION_POLICY,
+    CLUSTERS,
+    DEFAULT_SERVICE_ACCOUNT,
+    RAY_POD,
+    WORKLOAD,
+    pod_specs,
+    service_account,
+)
+from .policies import allow_policies, names_principal, principal_matches, ray_ports, rule_ports
 from .raypods import as_dict, as_list, injection_off, strings
 
 IDENTITY_DEFAULT_SA = Check(
@@ -33,64 +43,8 @@ IDENTITY_SHARED_SA = Check(
     "another workload runs as the ServiceAccount an ALLOW policy admits to the Ray pods")
 
 CHECKS = (IDENTITY_DEFAULT_SA, IDENTITY_SHARED_SA)
-
-DEFAULT = "default"
-# kind -> (API group, paths from the object to each pod spec it runs)
-WORKLOADS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
-    "Pod": ("", ((),)),
-    "Deployment": ("apps", (("template",),)),
-    "StatefulSet": ("apps", (("template",),)),
-    "DaemonSet": ("apps", (("template",),)),
-    "ReplicaSet": ("apps", (("template",),)),
-    "Job": ("batch", (("template",),)),
-    "CronJob": ("batch", (("jobTemplate", "spec", "template"),)),
-    "RayJob": ("ray.io", ()),  # its submitter: below
-    "RayService": ("ray.io", ()),
-}
-# where a RayJob and a RayService hold the RayCluster spec they create
-EMBEDDED_CLUSTER = {"RayJob": "rayClusterSpec", "RayService": "rayClusterConfig"}
-
-
-def is_workload(m: Manifest) -> bool:
-    """An object that runs pods, other than a RayCluster or a Ray Pod (sorted elsewhere)."""
-    known = WORKLOADS.get(m.kind)
-    return known is not None and m.api_group == known[0]
-
-
-def service_account(pod_spec: Any) -> str:
-    """The ServiceAccount a pod spec runs as (``serviceAccount`` is the deprecated alias)."""
-    spec = as_dict(pod_spec)
-    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or DEFAULT)
-
-
-def _cluster_specs(spec: dict[str, Any]) -> Iterator[Any]:
-    """The pod specs of a RayCluster spec: the head's, then each worker group's."""
-    yield as_dict(as_dict(spec.get("headGroupSpec")).get("template")).get("spec")
-    for w in as_list(spec.get("workerGroupSpecs")):
-        yield as_dict(as_dict(w).get("template")).get("spec")
-
-
-def pod_specs(m: Manifest) -> Iterator[Any]:
-    """Every pod spec an object runs."""
-    spec = as_dict(m.obj.get("spec"))
-    if m.kind == "RayCluster":
-        yield from _cluster_specs(spec)
-        return
-    if m.kind == "Pod":
-        yield spec
-        return
-    for path in WORKLOADS.get(m.kind, ("", ()))[1]:
-        node: Any = spec
-        for step in path:
-            node = as_dict(node).get(step)
-        yield as_dict(node).get("spec")
-    if m.kind == "RayJob" and str(spec.get("submissionMode") or "K8sJobMode") == "K8sJobMode":
-        # KubeRay's submitter Job: its template, else one that names no ServiceAccount
-        # (common/job.go GetSubmitterTemplate, v1.7.0)
-        yield as_dict(spec.get("submitterPodTemplate")).get("spec")
-    embedded = spec.get(EMBEDDED_CLUSTER.get(m.kind, ""))
-    if isinstance(embedded, dict):
-        yield from _cluster_specs(embedded)
+# the Ray clusters and the policies admitting them; every other workload that runs pods
+READS = (*CLUSTERS, AUTHORIZATION_POLICY, RAY_POD, WORKLOAD)
 
 
 def _others(ctx: Context, c: Cluster, cm: Manifest, sa: str) -> list[str]:
@@ -143,10 +97,10 @@ def _admitting(ctx: Context, c: Cluster, groups: list[Group], sa: str
     names: list[str] = []
     shown = ""
     for g in groups:
-        ports = set(authz.ray_ports(g))
-        for p in authz.allow_policies(ctx, c, g):
+        ports = set(ray_ports(g))
+        for p in allow_policies(ctx, c, g):
             for _, rule in p.rules():
-                if authz.names_principal(rule, c.namespace, sa) and authz.rule_ports(
+                if names_principal(rule, c.namespace, sa) and rule_ports(
                         rule, ports):
                     names.append(p.manifest.name)
                     shown = shown or _principal(rule, c.namespace, sa)
@@ -156,7 +110,7 @@ def _admitting(ctx: Context, c: Cluster, groups: list[Group], sa: str
 def _principal(rule: dict[str, Any], namespace: str, sa: str) -> str:
     for f in as_list(rule.get("from")):
         for p in as_list(as_dict(as_dict(f).get("source")).get("principals")):
-            if str(p) != "*" and "*" not in str(p) and authz.principal_matches(
+            if str(p) != "*" and "*" not in str(p) and principal_matches(
                     str(p), namespace, sa):
                 return str(p)
     return f"cluster.local/ns/{namespace}/sa/{sa}"
@@ -175,7 +129,7 @@ def check(ctx: Context) -> None:
             if not policies:
                 continue
             others = _others(ctx, c, m, sa)
-            if sa != DEFAULT and not others:
+            if sa != DEFAULT_SERVICE_ACCOUNT and not others:
                 continue
             _report(ctx, m, c, groups, sa, principal, policies, others)
 
@@ -189,7 +143,7 @@ def _report(ctx: Context, m: Manifest, c: Cluster, groups: list[Group], sa: str,
                 f"{principal}, to the GCS and raylets, where a caller runs code on the cluster")
     listed = f"in the input: {', '.join(others)}" if others else ""
     severity, note = acknowledge.severity(ctx, m, acknowledge.SHARED_IDENTITY)
-    if sa == DEFAULT:
+    if sa == DEFAULT_SERVICE_ACCOUNT:
         check = IDENTITY_DEFAULT_SA
         message = (f"{who} {run} as namespace {c.namespace}'s default ServiceAccount "
                    f"(serviceAccountName unset or default); {admitted}, so every Pod of "

@@ -1,7 +1,7 @@
 """Ingress routes to Ray: the backend exists, has the port, speaks its protocol, needs auth.
 
 Backends resolve to Services in the input or to KubeRay's ``<cluster>-head-svc`` (built by
-the operator from the head container's ports, so never in the input).
+the operator from the head container's ports, so never in the input): ``backends``.
 
 What counts as authentication in front of the dashboard (Jobs API) or the Ray Client:
 an NGINX or ALB authentication annotation (auth-url, auth-type, auth-signin), a client
@@ -22,8 +22,10 @@ from typing import Any
 
 from ..manifests import Manifest
 from ..raymodel import GRPC, HTTP, TLS, Component, Group, as_int
+from .backends import ray_requires_client_cert, resolve_backend
 from .context import Context
 from .findings import ERROR, WARNING, Check
+from .kinds import CLUSTERS, INGRESS, SERVICE
 
 INGRESS_SERVICE_MISSING = Check(
     "ingress-service-missing", ERROR, "an Ingress backend names a Service that does not exist")
@@ -36,6 +38,8 @@ INGRESS_EXPOSES_RAY = Check(
 
 CHECKS = (INGRESS_SERVICE_MISSING, INGRESS_PORT_MISSING, INGRESS_PROTOCOL_MISMATCH,
           INGRESS_EXPOSES_RAY)
+# Ingresses, and the Services and Ray clusters their backends resolve to
+READS = (INGRESS, *CLUSTERS, SERVICE)
 
 _AUTH_ANNOTATIONS = (
     "nginx.ingress.kubernetes.io/auth-url",
@@ -51,10 +55,6 @@ _NGINX_PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
 _ALB_PROTOCOL = "alb.ingress.kubernetes.io/backend-protocol-version"
 _NGINX_FAMILY = {"GRPC": GRPC, "GRPCS": TLS, "HTTP": HTTP, "HTTPS": "https", "AUTO_HTTP": HTTP}
 _ALB_FAMILY = {"GRPC": GRPC, "HTTP1": HTTP, "HTTP2": "http2"}
-
-
-def is_ingress(m: Manifest) -> bool:
-    return m.kind == "Ingress" and m.api_group in {"networking.k8s.io", "extensions"}
 
 
 def _backends(ing: dict[str, Any]) -> list[tuple[str, str, int | None, str | None]]:
@@ -103,7 +103,7 @@ def check(ctx: Context) -> None:
         ns = ing.namespace(ctx.namespace)
         ann = _annotations(ing)
         for key, svc_name, number, pname in _backends(ing.obj):
-            target = _resolve_backend(ctx, ns, svc_name, number, pname)
+            target = resolve_backend(ctx, ns, svc_name, number, pname)
             port_text = str(number) if number is not None else f"name {pname}"
             if target is None:
                 ctx.add(INGRESS_SERVICE_MISSING, ing, f"{key}.name", svc_name,
@@ -142,48 +142,6 @@ def _authenticated(ann: dict[str, str], group: Group, want: str) -> bool:
     passthrough = ann.get(_NGINX_PASSTHROUGH, "").strip().lower() == "true"
     return ray_requires_client_cert(group, want) and (
         passthrough or _NGINX_PROXY_CERT not in ann)
-
-
-def ray_requires_client_cert(group: Group, want: str) -> bool:
-    """Ray-native TLS with a CA on a gRPC port (``want`` is TLS): Ray's gRPC server requires a
-    client certificate signed by that CA (module docstring)."""
-    return want == TLS and bool(group.env_value("RAY_TLS_CA_CERT"))
-
-
-def _resolve_backend(ctx: Context, ns: str, name: str, number: int | None, pname: str | None,
-                     ) -> tuple[str | None, Component | None, Group | None] | None:
-    """None: no such Service. Else (its ports when the port is missing, component, group)."""
-    for svc in ctx.services:
-        if svc.namespace != ns or svc.name != name:
-            continue
-        target: int | None = None
-        for _, p in svc.ports():
-            if (number is not None and as_int(p.get("port")) == number) or (
-                    pname is not None and str(p.get("name")) == pname):
-                tp = p.get("targetPort")
-                target = as_int(tp) if tp is not None else as_int(p.get("port"))
-                break
-        else:
-            listed = ", ".join(f"{p.get('name')}:{p.get('port')}" for _, p in svc.ports())
-            return listed or "none", None, None
-        for c, _ in ctx.clusters:
-            for g in c.groups:
-                if c.namespace == ns and svc.selects(g.pod_labels(c.name)) and target:
-                    use = g.by_port().get(target)
-                    if use is not None:
-                        return None, use.component, g
-        return None, None, None
-    for c, _ in ctx.clusters:
-        if c.namespace != ns or c.head_service_name != name or c.head is None:
-            continue
-        head = c.head
-        for port_name, port in c.head_service_ports():
-            if port == number or (pname is not None and port_name == pname):
-                use = head.by_port().get(port)
-                return None, use.component if use else None, head
-        listed = ", ".join(f"{n}:{p}" for n, p in c.head_service_ports())
-        return listed, None, None
-    return None
 
 
 def _check_protocol(ctx: Context, ing: Manifest, ann: dict[str, str], svc: str, port: str,

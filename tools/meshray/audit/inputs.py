@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ..manifests import Manifest
 from .context import Context
 from .findings import ERROR, INFO, WARNING, Check
+from .kinds import Kind
 
 DUPLICATE_OBJECT = Check(
     "duplicate-object", INFO, "the same object twice in the input; the last one is audited")
@@ -17,6 +18,9 @@ OBJECT_UNNAMED = Check(
     "an object the audit reads has no metadata.name (generateName: warning); not audited")
 
 CHECKS = (DUPLICATE_OBJECT, OBJECT_UNNAMED)
+# no kind of its own: it judges every object of the input (duplicates) and, for names, the
+# objects of the kinds the other families read
+READS: tuple[Kind, ...] = ()
 
 
 def report_unnamed(ctx: Context, m: Manifest) -> None:

@@ -27,6 +27,7 @@ from ..manifests import Manifest
 from ..raymodel import Cluster, Group, as_int
 from .context import Context
 from .findings import ERROR, Check, yaml_text
+from .kinds import CLUSTERS
 from .raypods import DATAPLANE, as_dict, as_list, injection_off, strings
 
 NETPOL_BLOCKS_ISTIOD = Check(
@@ -34,6 +35,7 @@ NETPOL_BLOCKS_ISTIOD = Check(
     "a RayCluster's spec.networkPolicy egress cuts its sidecars off from istiod (port 15012)")
 
 CHECKS = (NETPOL_BLOCKS_ISTIOD,)
+READS = CLUSTERS  # each Ray cluster's own spec.networkPolicy
 
 ISTIOD_PORT = 15012  # xDS and the certificate authority, over mTLS
 EGRESS_MODES = ("DenyAll", "DenyAllEgress")  # the modes that give the policies an egress part

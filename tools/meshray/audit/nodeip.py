@@ -14,6 +14,7 @@ from ..raymodel import Cluster
 from ..services import fqdn_parts, headless_service
 from .context import Context
 from .findings import ERROR, Check
+from .kinds import CLUSTERS, SERVICE
 
 NODE_IP_MISSING = Check(
     "node-ip-missing", ERROR, "node-ip-address not set: Ray registers the bare pod IP")
@@ -25,6 +26,8 @@ NODE_IP_ENV_MISSING = Check(
     "node-ip-env-missing", ERROR, "node-ip-address uses a variable not set from status.podIP")
 
 CHECKS = (NODE_IP_MISSING, NODE_IP_NOT_FQDN, NODE_IP_HOSTNAME_I, NODE_IP_ENV_MISSING)
+# each Ray cluster and the headless Service its Pod FQDNs live under
+READS = (*CLUSTERS, SERVICE)
 
 _HOSTNAME_I = re.compile(r"hostname\s+(-[a-zA-Z]*I|--all-ip-addresses)")
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")

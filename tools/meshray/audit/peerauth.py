@@ -13,6 +13,7 @@ from ..manifests import Manifest
 from ..raymodel import Cluster, as_int
 from .context import Context
 from .findings import ERROR, INFO, WARNING, Check
+from .kinds import CLUSTERS, PEER_AUTHENTICATION
 from .raypods import injection_off
 
 PEERAUTH_NO_MATCH = Check(
@@ -30,6 +31,8 @@ PEERAUTH_NONE = Check(
 
 CHECKS = (PEERAUTH_NO_MATCH, PEERAUTH_PORT_UNUSED, PEERAUTH_PORT_NO_SELECTOR,
           PEERAUTH_ROOT_SELECTOR, PEERAUTH_PERMISSIVE, PEERAUTH_NONE)
+# the PeerAuthentications and the Ray clusters they apply to
+READS = (*CLUSTERS, PEER_AUTHENTICATION)
 
 # Serve's default proxy ports: legitimate portLevelMtls keys even when no env pins them
 _SERVE_DEFAULT_PORTS = {8000, 9000}

@@ -21,6 +21,7 @@ from ..raymodel import Cluster, Group
 from ..services import Service
 from .context import Context
 from .findings import ERROR, Check, show
+from .kinds import CLUSTERS, RAY_POD, SERVICE
 from .raypods import as_dict, as_list, strings
 
 POD_PORT_UNDECLARED = Check(
@@ -36,6 +37,8 @@ POD_UNREADABLE = Check(
     "pod-command-unreadable", ERROR, "a Ray Pod's container command has no ray start to read")
 
 CHECKS = (POD_PORT_UNDECLARED, POD_STALE_FLAGS, POD_NODE_IP, POD_UNREADABLE)
+# running Ray Pods, their RayCluster groups, and the Services selecting them
+READS = (*CLUSTERS, SERVICE, RAY_POD)
 
 # flags of `ray start` that pin a port, and whether only the head opens it
 PORT_FLAGS = {"port": True, "dashboard-port": True, "ray-client-server-port": True,
@@ -50,11 +53,6 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?://([^/}]*)/([^}]*))?\}|\$([A-
 _FIELDS = {"status.podIP": ("status", "podIP"), "status.hostIP": ("status", "hostIP"),
            "metadata.name": ("metadata", "name"), "metadata.namespace": ("metadata", "namespace"),
            "spec.nodeName": ("spec", "nodeName")}
-
-
-def is_ray_pod(m: Manifest) -> bool:
-    labels = _labels(m.obj)
-    return m.kind == "Pod" and m.api_group == "" and "ray.io/cluster" in labels
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..manifests import Manifest
+from ..protocol import declared_protocol
 from ..raymodel import Cluster
-from ..services import Service, declared_protocol
-from .ambient import DATAPLANE
+from ..services import Service
 from .context import Context
 from .findings import ERROR, Check
-from .raypods import as_dict, as_list, injection_off, strings
+from .kinds import CLUSTERS, RAY_POD, SERVICE, SIDECAR
+from .raypods import DATAPLANE, as_dict, as_list, injection_off, strings
 
 SERVICE_PROTOCOL_CONFLICT = Check(
     "service-protocol-conflict", ERROR,
@@ -33,10 +34,8 @@ SERVICE_PROTOCOL_CONFLICT = Check(
     "ingress decides")
 
 CHECKS = (SERVICE_PROTOCOL_CONFLICT,)
-
-
-def is_sidecar(m: Manifest) -> bool:
-    return m.kind == "Sidecar" and m.api_group == "networking.istio.io"
+# the Services selecting each Ray pod, the Sidecars that decide instead, running Ray Pods' labels
+READS = (*CLUSTERS, SERVICE, SIDECAR, RAY_POD)
 
 
 def _sidecar_ports(ctx: Context, ns: str, labels: dict[str, str]) -> set[int]:

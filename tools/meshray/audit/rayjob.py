@@ -29,7 +29,7 @@ What the checks rely on was read from the KubeRay operator's source (v1.1.0, v1.
 Whether the submitter gets a sidecar: its template's ``sidecar.istio.io/inject`` label (or the
 deprecated annotation) decides; else a Namespace object in the input (``istio-injection:
 enabled``/``disabled``, ``istio.io/rev``); else it is unknown, and reported as a warning when
-the job's Ray pods run with a sidecar (``ambient.sidecar_asks``).
+the job's Ray pods run with a sidecar (``raypods.sidecar_asks``).
 
 ``audit --cluster`` gives objects a source starting with ``cluster:`` (``live.read_objects``):
 a clusterSelector naming a RayCluster that is not there is then an error, not a warning.
@@ -41,11 +41,30 @@ from typing import Any
 
 from ..manifests import Manifest
 from ..raymodel import Cluster, Group, compress, rayjob_cluster_from
-from . import ambient, authz
 from .context import Context
 from .findings import ERROR, WARNING, Check
-from .identity import DEFAULT, service_account
-from .raypods import as_dict, as_list, strings
+from .kinds import (
+    AUTHORIZATION_POLICY,
+    CLUSTERS,
+    DEFAULT_SERVICE_ACCOUNT,
+    NAMESPACE,
+    NETWORK_POLICY,
+    PEER_AUTHENTICATION,
+    SERVICE,
+    SIDECAR,
+    service_account,
+)
+from .policies import (
+    Policy,
+    admitting_ports,
+    allow_policies,
+    any_source,
+    l4_ports,
+    names_principal,
+    ray_ports,
+    user_ports,
+)
+from .raypods import DATAPLANE, as_dict, as_list, sidecar_asks, strings
 
 RAYJOB_SELECTS_JOB_NAME = Check(
     "rayjob-selects-job-name", ERROR,
@@ -89,6 +108,10 @@ CHECKS = (RAYJOB_SELECTS_JOB_NAME, RAYJOB_NO_CLUSTER, RAYJOB_CLUSTER_NOT_FOUND,
           RAYJOB_SUBMITTER_DEFAULT_SA, RAYJOB_SUBMITTER_RAY_IDENTITY,
           RAYJOB_SUBMITTER_RESTART_POLICY, RAYJOB_SUBMITTER_NATIVE_SIDECAR,
           RAYJOB_SUBMITTER_DENIED, RAYJOB_SUBMITTER_BEYOND_DASHBOARD)
+# RayJobs and the clusters they run on; the objects whose selectors may name a RayJob; the
+# policies and Services the submitter passes; Namespaces, whose labels decide its injection
+READS = (*CLUSTERS, SERVICE, SIDECAR, NETWORK_POLICY, AUTHORIZATION_POLICY, PEER_AUTHENTICATION,
+         NAMESPACE)
 
 CLUSTER_KEY = "ray.io/cluster"  # the only clusterSelector key KubeRay reads, and the Pods' label
 K8S_JOB_MODE = "K8sJobMode"  # the CRD's default submissionMode
@@ -335,9 +358,9 @@ class Submitter:
             self._check_native_sidecar()
         ray_sas = ({service_account(g.template.get("spec")) for g in self.target[0].groups}
                    if self.target else set())
-        if self.sa == DEFAULT and self.given:
+        if self.sa == DEFAULT_SERVICE_ACCOUNT and self.given:
             self._report_default()
-        elif self.sa in ray_sas and self.sa != DEFAULT:
+        elif self.sa in ray_sas and self.sa != DEFAULT_SERVICE_ACCOUNT:
             self._report_ray_identity()
         if self.target is not None and self.given:
             self._check_denied(*self.target)
@@ -370,7 +393,7 @@ class Submitter:
 
     def _injection(self) -> bool | None:
         """Whether the submitter gets an istio-proxy sidecar: True, False, None (unknown)."""
-        if self.labels.get(ambient.DATAPLANE) == "ambient":
+        if self.labels.get(DATAPLANE) == "ambient":
             return False  # ambient: ztunnel, no sidecar
         inject = self.labels.get(INJECT, self.annotations.get(INJECT))
         if inject is not None:
@@ -387,7 +410,7 @@ class Submitter:
         """The Ray pods of the job's cluster ask for a sidecar (a sidecar mesh)."""
         if self.target is None:
             return False
-        return any(ambient.sidecar_asks(
+        return any(sidecar_asks(
             strings(as_dict(g.template.get("metadata")).get("labels")),
             strings(as_dict(g.template.get("metadata")).get("annotations")))
             for g in self.target[0].groups)
@@ -439,12 +462,12 @@ class Submitter:
                      "give the submitter a ServiceAccount of its own and admit that principal "
                      "to the dashboard port only")
 
-    def _head_policies(self, c: Cluster) -> tuple[Group, list[authz.Policy], set[int]] | None:
+    def _head_policies(self, c: Cluster) -> tuple[Group, list[Policy], set[int]] | None:
         head = c.head
         if head is None:
             return None
-        allow = authz.allow_policies(self.ctx, c, head)
-        return head, allow, authz.l4_ports(self.ctx, c, head)
+        allow = allow_policies(self.ctx, c, head)
+        return head, allow, l4_ports(self.ctx, c, head)
 
     def _admitting_dashboard(self) -> list[str]:
         """The ALLOW policies on the head that name the submitter's principal on the
@@ -458,10 +481,10 @@ class Submitter:
         port = dashboard_port(head)
         return list(dict.fromkeys(
             p.manifest.name for p in allow for _, rule in p.rules()
-            if authz.names_principal(rule, self.ns, self.sa)
-            and authz.admitting_ports(rule, {port}, tcp)))
+            if names_principal(rule, self.ns, self.sa)
+            and admitting_ports(rule, {port}, tcp)))
 
-    def _trust_domain(self, policies: list[authz.Policy]) -> str:
+    def _trust_domain(self, policies: list[Policy]) -> str:
         """The trust domain the policies' principals use (the mesh's is not in the input)."""
         for p in policies:
             for _, rule in p.rules():
@@ -485,8 +508,8 @@ class Submitter:
         port = dashboard_port(head)
         for p in allow:
             for _, rule in p.rules():
-                if authz.admitting_ports(rule, {port}, tcp) and (
-                        authz.any_source(rule) or authz.names_principal(rule, self.ns, self.sa)):
+                if admitting_ports(rule, {port}, tcp) and (
+                        any_source(rule) or names_principal(rule, self.ns, self.sa)):
                     return
         principal = self.principal(self._trust_domain(allow))
         names = ", ".join(p.manifest.name for p in allow)
@@ -504,17 +527,17 @@ class Submitter:
     def _check_beyond_dashboard(self, c: Cluster, cm: Manifest) -> None:
         """rayjob-submitter-beyond-dashboard: a rule naming the submitter's principal admits it
         to Ray ports other than the head's dashboard (GCS, raylets, Ray Client...)."""
-        hits: dict[tuple[int, int], tuple[authz.Policy, set[int], list[str]]] = {}
+        hits: dict[tuple[int, int], tuple[Policy, set[int], list[str]]] = {}
         for g in c.groups:
-            tcp = authz.l4_ports(self.ctx, c, g)
-            ports = {**authz.ray_ports(g), **authz.user_ports(g)}
+            tcp = l4_ports(self.ctx, c, g)
+            ports = {**ray_ports(g), **user_ports(g)}
             if g.is_head:
                 ports.pop(dashboard_port(g), None)
-            for p in authz.allow_policies(self.ctx, c, g):
+            for p in allow_policies(self.ctx, c, g):
                 for i, rule in p.rules():
-                    if not authz.names_principal(rule, self.ns, self.sa):
+                    if not names_principal(rule, self.ns, self.sa):
                         continue
-                    hit = authz.admitting_ports(rule, set(ports), tcp)
+                    hit = admitting_ports(rule, set(ports), tcp)
                     if hit:
                         entry = hits.setdefault((id(p.manifest), i), (p, set(), []))
                         entry[1].update(hit)

@@ -5,6 +5,9 @@ A running Pod also holds what admission added after the template: Istio's inject
 the containers it injected in the annotation ``sidecar.istio.io/status`` (istio-proxy, and
 istio-init or istio-validation, run as uid 1337 or root by design), so the families judge
 only the containers the Pod's owner wrote.
+
+Ground of the audit: it also holds the Istio keys on pods that several families read (sidecar
+injection, ambient enrolment, waypoints) and what in a pod asks for a sidecar.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .context import Context
 INJECTION_STATUS = "sidecar.istio.io/status"  # the injector's record on an injected Pod
 INJECT = "sidecar.istio.io/inject"  # the pod's own say on sidecar injection
 DATAPLANE = "istio.io/dataplane-mode"  # ambient enrolment (istio-cni, ztunnel)
+USE_WAYPOINT = "istio.io/use-waypoint"  # the waypoint (a Gateway's name) the traffic takes
 # the values of INJECT Istio's injector reads as "inject" (anything else but "": do not)
 INJECT_YES = frozenset({"y", "yes", "true", "on"})
 
@@ -94,6 +98,15 @@ def injection_off(template: Any) -> str | None:
     if value.strip() and value.strip().lower() not in INJECT_YES:
         return f"{part}.{INJECT}"
     return None
+
+
+def sidecar_asks(labels: dict[str, str], annotations: dict[str, str]) -> list[str]:
+    """What in a pod's labels and annotations asks for an istio-proxy sidecar, as
+    ``labels.<key>`` / ``annotations.<key>``."""
+    asks = [f"labels.{k}" for k, v in labels.items() if k == INJECT and v.lower() == "true"]
+    asks += [f"annotations.{k}" for k in annotations
+             if k.startswith(("sidecar.istio.io/", "proxy.istio.io/"))]
+    return asks
 
 
 def ray_pods(ctx: Context) -> Iterator[RayPod]:

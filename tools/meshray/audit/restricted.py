@@ -22,6 +22,7 @@ from ..raymodel import as_int
 from . import acknowledge
 from .context import Context
 from .findings import ERROR, Check, show, yaml_text
+from .kinds import CLUSTERS, RAY_POD
 from .raypods import RayPod, as_dict, as_list, ray_pods
 
 POD_PRIVILEGED = Check("pod-privileged", ERROR, "a Ray pod's container runs privileged")
@@ -48,6 +49,8 @@ POD_HOST_PROCESS = Check(
 CHECKS = (POD_PRIVILEGED, POD_CAPABILITIES, POD_ROOT, POD_PROXY_UID, POD_PRIVILEGE_ESCALATION,
           POD_HOST_NAMESPACE, POD_HOST_PATH, POD_UNCONFINED, POD_UNSAFE_SYSCTL, POD_PROC_MOUNT,
           POD_HOST_PROCESS)
+# every Ray pod template and running Ray Pod
+READS = (*CLUSTERS, RAY_POD)
 
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 PROXY_UID = 1337  # istio-proxy's uid and gid: istio-iptables returns their traffic unproxied

@@ -9,6 +9,7 @@ from ..manifests import Manifest
 from ..raymodel import DASHBOARD_GRPC_LAST_USED, FLAGS_REMOVED_IN_2_48, Cluster
 from .context import Context
 from .findings import ERROR, INFO, WARNING, Check
+from .kinds import CLUSTERS
 
 FLAG_REMOVED = Check(
     "flag-removed", ERROR, "a flag Ray >= 2.48 rejects (gcs-server-port, dashboard-grpc-port)")
@@ -18,6 +19,7 @@ RAY_VERSION_UNKNOWN = Check(
     "ray-version-unknown", INFO, "no spec.rayVersion: version-dependent checks skipped")
 
 CHECKS = (FLAG_REMOVED, FLAG_UNUSED, RAY_VERSION_UNKNOWN)
+READS = CLUSTERS  # each Ray cluster's version and flags
 
 RAY_2_48 = (2, 48, 0)
 
