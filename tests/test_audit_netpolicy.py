@@ -13,16 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from meshray.audit import netpolicy as family
 from test_audit_support import (
     Case,
     Docs,
     Mutation,
-    assert_clean,
-    assert_triggers,
     base,
-    case_ids,
     cluster,
     head,
     run,
@@ -74,15 +69,6 @@ CASES: list[Case] = [
 ]
 
 
-def test_cases_cover_the_family() -> None:
-    assert {c for c, _, _ in CASES} == {c.id for c in family.CHECKS}
-
-
-@pytest.mark.parametrize(("check", "severity", "mutate"), CASES, ids=case_ids(CASES))
-def test_check_triggers(check: str, severity: str, mutate: Mutation) -> None:
-    assert_triggers(check, severity, mutate)
-
-
 def test_finding_names_the_group_the_rules_and_istiod() -> None:
     docs = base()
     only_dns(mode="DenyAll")(docs)
@@ -113,8 +99,3 @@ CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
         g["template"]["metadata"].update(labels={"istio.io/dataplane-mode": "ambient"})
         for g in (head(d), worker(d))])),
 ]
-
-
-@pytest.mark.parametrize(("name", "mutate"), CLEAN_VARIANTS, ids=[n for n, _ in CLEAN_VARIANTS])
-def test_clean_variants(name: str, mutate: Mutation) -> None:
-    assert_clean(mutate)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -22,9 +23,11 @@ import test_audit_cluster
 import test_audit_gatewayapi
 import test_audit_identity
 import test_audit_ingress
+import test_audit_inputs
 import test_audit_netpolicy
 import test_audit_nodeip
 import test_audit_peerauth
+import test_audit_pods
 import test_audit_restricted
 import test_audit_versions
 from chart_support import CHART, EXAMPLES_DIR
@@ -52,7 +55,7 @@ from test_audit_pods import live_base
 from test_audit_protocols import CASES as PROTOCOLS
 from test_audit_rayjob import CASES as RAYJOB
 from test_audit_restricted import CASES as RESTRICTED
-from test_audit_support import base, hardened, run
+from test_audit_support import assert_clean, assert_triggers, base, case_ids, hardened, run
 from test_audit_versions import CASES as VERSIONS
 
 # the clean variants of the family tests: legal edits that must change no finding
@@ -127,6 +130,48 @@ def test_every_check_has_a_triggering_case() -> None:
     cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + NETPOLICY + IDENTITY
              + INGRESS + GATEWAYAPI + AMBIENT + CAPTURE + PODS + RESTRICTED + INPUTS)
     assert {c for c, _, _ in cases} | {c for c, _ in RAYJOB} == set(CHECKS)
+
+
+# The family test modules whose cases share one shape, (check, severity, mutate) on the clean
+# base: the three tests each module would repeat run here once, over all of them. Modules with
+# their own base or assertions (capture, identity, pods, protocols, restricted, rayjob) keep
+# their tests.
+COVERED = [test_audit_ambient, test_audit_authz, test_audit_capture, test_audit_cluster,
+           test_audit_gatewayapi, test_audit_identity, test_audit_ingress, test_audit_inputs,
+           test_audit_netpolicy, test_audit_nodeip, test_audit_peerauth, test_audit_pods,
+           test_audit_versions]
+TRIGGERED = [test_audit_ambient, test_audit_authz, test_audit_cluster, test_audit_gatewayapi,
+             test_audit_ingress, test_audit_inputs, test_audit_netpolicy, test_audit_nodeip,
+             test_audit_peerauth, test_audit_versions]
+CLEANED = [test_audit_ambient, test_audit_authz, test_audit_cluster, test_audit_ingress,
+           test_audit_netpolicy, test_audit_nodeip, test_audit_peerauth, test_audit_versions]
+
+
+def _short(module: ModuleType) -> str:
+    return module.__name__.removeprefix("test_audit_")
+
+
+@pytest.mark.parametrize("module", COVERED, ids=_short)
+def test_cases_cover_their_family(module: ModuleType) -> None:
+    """Each family's cases name exactly the checks that family (same name) registers."""
+    family = importlib.import_module(f"meshray.audit.{_short(module)}")
+    assert {c for c, _, _ in module.CASES} == {c.id for c in family.CHECKS}
+
+
+@pytest.mark.parametrize(("check", "severity", "mutate"), [
+    pytest.param(*case, id=f"{_short(m)}:{cid}")
+    for m in TRIGGERED for case, cid in zip(m.CASES, case_ids(m.CASES), strict=True)])
+def test_check_triggers(check: str, severity: str, mutate: Callable[[list[Any]], None]) -> None:
+    """The clean base has no finding of the check; the case's edit makes it, at its severity."""
+    assert_triggers(check, severity, mutate)
+
+
+@pytest.mark.parametrize(("name", "mutate"), [
+    pytest.param(name, mutate, id=f"{_short(m)}:{name}")
+    for m in CLEANED for name, mutate in m.CLEAN_VARIANTS])
+def test_clean_variants(name: str, mutate: Callable[[list[Any]], None]) -> None:
+    """A legal edit of the clean base changes no finding."""
+    assert_clean(mutate)
 
 
 def imports(path: Path) -> set[str]:
