@@ -1,9 +1,9 @@
 # The local control plane (tests/cluster, pytest marker `cluster`): etcd, kube-apiserver,
 # kube-controller-manager and the KubeRay operator as plain processes on loopback, no containers,
-# no kubelet (tools/cluster/kubelet.py stands in for it). See docs/cluster-e2e.md.
+# no kubelet (tools/controlplane/kubelet.py stands in for it). See docs/cluster-e2e.md.
 #
 # kube-apiserver / kube-controller-manager / kubectl come from k8s.io/kubernetes through the
-# wrapper module tools/cluster/k8s (its go.mod pins the version; `go install ...@v` cannot build
+# wrapper module tools/controlplane/k8s (its go.mod pins the version; `go install ...@v` cannot build
 # kubernetes, whose go.mod points its staging modules at ./staging). The KubeRay operator comes
 # from its own module: the proxy serves ray-operator v1.1.0 ... v1.6.2 but refuses v1.7.0's
 # source, @latest and the version list, so `go install` (which asks for deprecation notices)
@@ -13,7 +13,7 @@
 KUBERAY_VERSIONS  ?= v1.1.0 v1.6.2
 # CNCF distribution: the OCI registry `helm push` / `helm install oci://` are tested against.
 DISTRIBUTION_VERSION ?= v3.0.0
-K8S_MODULE_DIR    := $(ROOT)/tools/cluster/k8s
+K8S_MODULE_DIR    := $(ROOT)/tools/controlplane/k8s
 K8S_VERSION       := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2; exit}' $(K8S_MODULE_DIR)/go.mod)
 K8S_MINOR         := $(word 2,$(subst ., ,$(K8S_VERSION)))
 K8S_LDFLAGS       := -s -w \
@@ -64,10 +64,10 @@ $(STAMPS)/registry-$(DISTRIBUTION_VERSION): | venv
 	touch $@
 
 cluster-up: setup cluster-deps cluster-bins ## start a local control plane + operator (CLUSTER_OPERATOR) for debugging by hand
-	$(PY) tools/cluster/controlplane.py up --dir $(CLUSTER_DIR) --operator $(CLUSTER_OPERATOR) --kubelet
+	$(PY) tools/controlplane/controlplane.py up --dir $(CLUSTER_DIR) --operator $(CLUSTER_OPERATOR) --kubelet
 
 cluster-down: ## stop what cluster-up started (only those processes)
-	$(PY) tools/cluster/controlplane.py down --dir $(CLUSTER_DIR)
+	$(PY) tools/controlplane/controlplane.py down --dir $(CLUSTER_DIR)
 
 cluster-e2e: setup lint-setup cluster-deps cluster-bins ## helm install/upgrade/rollback/uninstall on a real API server with the real KubeRay operators
 	timeout $(CLUSTER_TIMEOUT) $(PY) -m pytest -m cluster tests/cluster -p no:cacheprovider -q -rfEs \

@@ -105,7 +105,7 @@ $(STAMPS)/glua-$(GOPHER_LUA_VERSION):
 # CRD sets: from ../shared/crds/<set>/ when that folder exists (this workplace), else from the
 # Go module that ships the same file (byte-identical where both could be compared).
 # Gateway API: the standard channel of sigs.k8s.io/gateway-api (TLSRoute is in it since
-# v1.5.0); only from the module (tools/cluster/controlplane.py loads the same files).
+# v1.5.0); only from the module (tools/controlplane/controlplane.py loads the same files).
 CRD_SETS := istio-1.21.1 istio-1.29.6 kuberay-v1.1.0 kuberay-v1.7.0 gateway-api-v1.5.0
 CRD_MODULE_istio-1.21.1   := istio.io/api@v1.21.1 kubernetes/customresourcedefinitions.gen.yaml
 CRD_MODULE_istio-1.29.6   := istio.io/api@v1.29.6 kubernetes/customresourcedefinitions.gen.yaml

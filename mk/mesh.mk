@@ -1,6 +1,6 @@
 # The real Istio control plane in the local cluster (tests/mesh, pytest marker `mesh`): istiod
 # (pilot-discovery) built from the same istio.io/istio pseudo-version as bin/istioctl, run out of
-# cluster against the local API server, and meshray-xds (tools/cluster/xds), an ADS client that
+# cluster against the local API server, and meshray-xds (tools/controlplane/xds), an ADS client that
 # asks istiod for exactly the xDS it sends one Pod's sidecar (or, in ambient mode, ztunnel's
 # workload addresses and authorizations, and a waypoint's listeners). See docs/mesh-e2e.md and
 # docs/ambient.md.
@@ -24,7 +24,7 @@ $(STAMPS)/pilot-discovery-$(ISTIO_MODULE_VERSION): | venv
 	  -o $(BIN)/pilot-discovery ./pilot/cmd/pilot-discovery
 	touch $@
 
-$(BIN)/meshray-xds: $(ROOT)/tools/cluster/xds/main.go | venv
+$(BIN)/meshray-xds: $(ROOT)/tools/controlplane/xds/main.go | venv
 	if [ ! -f $(ISTIO_SRC)/go.mod ]; then \
 	  dir=$$(go mod download -json istio.io/istio@$(ISTIO_MODULE_VERSION) | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') && \
 	  rm -rf $(ISTIO_SRC).tmp && cp -r $$dir $(ISTIO_SRC).tmp && chmod -R u+w $(ISTIO_SRC).tmp && \

@@ -1,4 +1,4 @@
-"""The local control plane's port picker (tools/cluster/controlplane.py): every listener of
+"""The local control plane's port picker (tools/controlplane/controlplane.py): every listener of
 every process the cluster suites start gets its own loopback port. CI once failed because the
 KubeRay operator got one port for both its metrics and health-probe listeners."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools" / "cluster"))
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 
 from controlplane import ControlPlaneError, PortPicker, _ephemeral_range  # noqa: E402
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools" / "cluster"))
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 
 from cases import operator_group  # noqa: E402
 from controlplane import with_operator  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools" / "cluster"))
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
 from controlplane import with_operator  # noqa: E402

@@ -1,7 +1,7 @@
 """`make bench-mesh`: what Ray costs in Istio sidecar config, measured with the real istiod
 (issue 10). Not a test: it writes a JSON of measurements, a Markdown table and a plot.
 
-One local control plane (tools/cluster/controlplane.py) with the real KubeRay operator v1.6.2
+One local control plane (tools/controlplane/controlplane.py) with the real KubeRay operator v1.6.2
 and the real istiod (pilot-discovery built from the pinned Istio module). Two sidecars are
 measured per configuration, each by asking istiod with `bin/meshray-xds` for exactly the LDS,
 CDS, RDS and EDS it sends that Pod's sidecar (as istio-agent identifies itself):
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools" / "cluster"))
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 sys.path.insert(0, str(REPO / "tests" / "mesh"))
 

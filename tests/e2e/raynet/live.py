@@ -2,11 +2,11 @@
 KubeRay operator's Pods, and the live Services and EndpointSlices.
 
 ``LocalCluster`` starts etcd, kube-apiserver, kube-controller-manager and the KubeRay operator
-(tools/cluster/controlplane.py) and plays kubelet (tools/cluster/kubelet.py) for the Pods the
-operator creates: the head Pod gets the head namespace's address, the first worker Pod it sees
-gets the worker namespace's address, both are marked Running and Ready through the status
-subresource, so the EndpointSlice controller publishes real EndpointSlices. Other worker Pods
-stay unscheduled (the harness has one worker namespace).
+(tools/controlplane/controlplane.py) and plays kubelet (tools/controlplane/kubelet.py) for the
+Pods the operator creates: the head Pod gets the head namespace's address, the first worker
+Pod it sees gets the worker namespace's address, both are marked Running and Ready through the
+status subresource, so the EndpointSlice controller publishes real EndpointSlices. Other worker
+Pods stay unscheduled (the harness has one worker namespace).
 
 ``read_cluster`` then reads what a node needs from the API server: each played Pod's Ray
 container command and args, its env resolved the way the kubelet would (downward API with the
@@ -32,7 +32,7 @@ from typing import Any
 from .netns import HEAD_IP, WORKER_IP
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tools" / "cluster"))
+sys.path.insert(0, str(REPO / "tools" / "controlplane"))
 # The kubelet's env rules ($(VAR) expansion, downward API, Secret/ConfigMap refs) as the cluster
 # suite's oracle implements them from the API server's objects.
 sys.path.insert(0, str(REPO / "tests" / "cluster"))

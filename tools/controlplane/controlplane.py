@@ -2,10 +2,10 @@
 """A real Kubernetes control plane on loopback, without containers or a kubelet.
 
 etcd (Debian's etcd-server), kube-apiserver and kube-controller-manager (built from
-k8s.io/kubernetes by tools/cluster/k8s), the KubeRay operator (built from its Go module) run as
+k8s.io/kubernetes by tools/controlplane/k8s), the KubeRay operator (built from its Go module) run as
 plain processes of this machine. Every listener binds 127.0.0.1 on a port picked free at start,
 so several control planes (one per operator version) can run side by side. Certificates are
-generated with openssl for each start. A kubelet stand-in (tools/cluster/kubelet.py) plays the
+generated with openssl for each start. A kubelet stand-in (tools/controlplane/kubelet.py) plays the
 node: it binds Pods and reports them Running and Ready with an IP, so EndpointSlices are real.
 
 Used by the pytest fixtures of tests/cluster and by `make cluster-up` / `make cluster-down`:

@@ -1,7 +1,7 @@
 // Wrapper module: builds kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes.
 // `go install k8s.io/kubernetes/cmd/...@v` fails because kubernetes' own go.mod replaces its
 // staging modules with ./staging paths; here each one points at its published v0.34.4.
-// Regenerate the replace block with tools/cluster/k8s/gen-gomod.sh <version>.
+// Regenerate the replace block with tools/controlplane/k8s/gen-gomod.sh <version>.
 module meshray.local/cluster/k8s
 
 go 1.24.0

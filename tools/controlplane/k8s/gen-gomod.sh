@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates go.mod's replace block for another Kubernetes patch release:
-#   tools/cluster/k8s/gen-gomod.sh v1.34.4
+#   tools/controlplane/k8s/gen-gomod.sh v1.34.4
 # Every staging module kubernetes replaces with ./staging/src/... is pointed at its published
 # v0.<minor>.<patch> instead, which is what makes the module buildable outside its own tree.
 set -euo pipefail
