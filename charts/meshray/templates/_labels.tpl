@@ -1,6 +1,9 @@
 {{/*
 Labels, selectors and object metadata. Every rendered object's metadata comes from
 "meshray.metadata"; every selector of the cluster's pods from the two selector defines.
+Also the labels of the Ray pods (meshray.podTemplateLabels, meshray.podLabels) and of the
+ambient data plane (meshray.ambientPodLabels, meshray.ambientServiceLabels): cluster/ writes
+them, mesh/ checks policies against them.
 */}}
 
 {{/*
@@ -95,4 +98,72 @@ labels:
   {{- end }}
 annotations:
   {{- include "meshray.annotations" (dict "ctx" .ctx "wave" .wave "extra" .annotations) | nindent 2 }}
+{{- end -}}
+
+{{/*
+The labels of a group's pod template, as JSON: the mesh enrolment (ambient labels from
+meshray.ambientPodLabels below, or `sidecar.istio.io/inject: "true"`) and, for a cluster the operator names
+(a RayJob's), `meshray.io/cluster`, under the group's own labels.
+Usage: include "meshray.podTemplateLabels" (dict "ctx" $ "group" $values) | fromJson
+*/}}
+{{- define "meshray.podTemplateLabels" -}}
+{{- $labels := dict -}}
+{{- if eq .ctx.Values.mesh.dataplane "ambient" -}}
+{{- /* Ambient enrolment (meshray.ambientPodLabels): no sidecar, ztunnel; the waypoint for L7. */ -}}
+{{- $labels = include "meshray.ambientPodLabels" .ctx | fromJson -}}
+{{- else if .ctx.Values.mesh.injectSidecar -}}
+{{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
+{{- end -}}
+{{- $labels = merge $labels (include "meshray.generatedClusterLabels" .ctx | fromYaml) -}}
+{{- toJson (merge (deepCopy (.group.labels | default dict)) $labels) -}}
+{{- end -}}
+
+{{/*
+Every label a group's Ray pods will carry, as JSON: the pod template's labels over the ones
+KubeRay's operator adds itself (labelPod: ray.io/is-ray-node, ray.io/identifier,
+app.kubernetes.io/name and created-by, which the template may override, and ray.io/cluster,
+node-type and group, which it may not). For guards that must know what selects a Ray pod.
+Usage: include "meshray.podLabels" (dict "ctx" $ "group" $values "head" true|false "name" $groupName)
+*/}}
+{{- define "meshray.podLabels" -}}
+{{- $cluster := include "meshray.clusterName" .ctx -}}
+{{- $type := ternary "head" "worker" .head -}}
+{{- $labels := dict "ray.io/is-ray-node" "yes" "ray.io/identifier" (printf "%s-%s" $cluster $type) "app.kubernetes.io/name" "kuberay"
+  "app.kubernetes.io/created-by" "kuberay-operator" -}}
+{{- $labels = mergeOverwrite $labels (include "meshray.podTemplateLabels" (dict "ctx" .ctx "group" .group) | fromJson) -}}
+{{- if eq .ctx.Values.workload.kind "RayCluster" -}}
+{{- $_ := set $labels "ray.io/cluster" $cluster -}}
+{{- end -}}
+{{- $_ := set $labels "ray.io/node-type" $type -}}
+{{- $_ := set $labels "ray.io/group" .name -}}
+{{- toJson $labels -}}
+{{- end -}}
+
+{{/*
+The labels that enrol a Ray pod in ambient mode, as JSON: istio-cni redirects a pod labelled
+`istio.io/dataplane-mode: ambient` to ztunnel (istio-cni's default enablement selectors);
+`istio.io/use-waypoint` sends traffic addressed to the pod through the waypoint.
+Usage: include "meshray.ambientPodLabels" . | fromJson
+*/}}
+{{- define "meshray.ambientPodLabels" -}}
+{{- $out := dict "istio.io/dataplane-mode" "ambient" -}}
+{{- if and .Values.mesh.waypoint.enabled (ne .Values.mesh.waypoint.for "service") -}}
+{{- $_ := set $out "istio.io/use-waypoint" (include "meshray.waypointName" .) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+The labels that send Service-addressed traffic (a Service VIP: KubeRay's head Service, which
+Ray's workers and clients dial for the GCS, dashboard and Ray Client) through the waypoint,
+as JSON: istio.io/use-waypoint when the waypoint is for `service` or `all` traffic.
+Usage: include "meshray.ambientServiceLabels" . | fromJson
+*/}}
+{{- define "meshray.ambientServiceLabels" -}}
+{{- $out := dict -}}
+{{- $w := .Values.mesh.waypoint -}}
+{{- if and (eq .Values.mesh.dataplane "ambient") $w.enabled (ne $w.for "workload") -}}
+{{- $_ := set $out "istio.io/use-waypoint" (include "meshray.waypointName" .) -}}
+{{- end -}}
+{{- toJson $out -}}
 {{- end -}}

@@ -13,9 +13,9 @@ Usage, at the top of a template:
   {{- include "meshray.model" . -}}
   {{- $m := .Values._meshrayModel -}}
 and pass $m on to helpers in their dict: (dict "ctx" $ "model" $m ...).
-Contents: ports, workerPorts, workerProtocol (meshray.model.ports); servicePorts,
-containerPorts, headPorts, pinned, env, podFqdn (meshray.model.portViews, both in _ports.tpl);
-groups, groupSources (meshray.model.groups, below).
+Contents: ports, workerPorts, workerRange, workerPortsKey, workerProtocol (meshray.model.ports);
+servicePorts, containerPorts, headPorts, pinned, ownedFlags, env, podFqdn, portMapChecksum
+(meshray.model.portViews, both in _ports.tpl); groups, groupSources (meshray.model.groups, below).
 */}}
 {{- define "meshray.model" -}}
 {{- if not (hasKey .Values "_meshrayModel") -}}

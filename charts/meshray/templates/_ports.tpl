@@ -29,6 +29,11 @@ $m.workerPorts: the worker ports, a plain list of numbers (ports.workerPortList,
 ports.minWorkerPort..maxWorkerPort): every node opens them, the headless Service lists each as
 p<N> with $m.workerProtocol, every group's rayStartParams pins the range (or list). They stay a
 plain list, not entries, so a 200-port range costs no per-port work where none is needed.
+$m.workerRange: {min, max} (ints) when the worker ports are the range
+ports.minWorkerPort..maxWorkerPort; empty when they are ports.workerPortList.
+$m.workerPortsKey: the values key that messages about the worker ports name: ports.workerPortList
+for a list, ports.maxWorkerPort for a range (as the range checks of cluster/_validate.tpl do).
+This define is the only place that reads the worker-port values; everything else reads these.
 Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
 */}}
 {{- define "meshray.model.ports" -}}
@@ -36,32 +41,52 @@ Usage: include "meshray.model.ports" (dict "ctx" $ "model" $m)
 {{- $p := $v.ports -}}
 {{- $grpc := ternary "tls" "grpc" $v.rayTls.enabled -}}
 {{- $l := list -}}
-{{- $l = append $l (dict "name" "gcs-server-port" "port" $p.gcs "protocol" $grpc "flag" "port" "scope" "headService" "containerPort" "gcs-server" "key" "ports.gcs") -}}
-{{- $l = append $l (dict "name" "dashboard-port" "port" $p.dashboard "protocol" "http" "flag" "dashboard-port" "scope" "headService" "containerPort" "dashboard" "key" "ports.dashboard") -}}
-{{- $l = append $l (dict "name" "ray-client-server-port" "port" $p.client "protocol" $grpc "flag" "ray-client-server-port" "scope" "headService" "containerPort" "client" "key" "ports.client") -}}
-{{- $l = append $l (dict "name" "node-manager-port" "port" $p.nodeManager "protocol" $grpc "flag" "node-manager-port" "scope" "node" "key" "ports.nodeManager") -}}
-{{- $l = append $l (dict "name" "object-manager-port" "port" $p.objectManager "protocol" $grpc "flag" "object-manager-port" "scope" "node" "key" "ports.objectManager") -}}
-{{- $l = append $l (dict "name" "runtime-env-agent-port" "port" $p.runtimeEnvAgent "protocol" "http" "flag" "runtime-env-agent-port" "scope" "node" "key" "ports.runtimeEnvAgent") -}}
-{{- $l = append $l (dict "name" "dashboard-agent-grpc-port" "port" $p.dashboardAgentGrpc "protocol" $grpc "flag" "dashboard-agent-grpc-port" "scope" "node" "key" "ports.dashboardAgentGrpc") -}}
-{{- $l = append $l (dict "name" "dashboard-agent-listen-port" "port" $p.dashboardAgentListen "protocol" "http" "flag" "dashboard-agent-listen-port" "scope" "node" "key" "ports.dashboardAgentListen") -}}
-{{- $l = append $l (dict "name" "metrics-export-port" "port" $p.metricsExport "protocol" "http" "flag" "metrics-export-port" "scope" "node" "containerPort" "metrics" "key" "ports.metricsExport") -}}
+{{- $l = append $l (dict "name" "gcs-server-port" "port" $p.gcs "protocol" $grpc "flag" "port"
+  "scope" "headService" "containerPort" "gcs-server" "key" "ports.gcs") -}}
+{{- $l = append $l (dict "name" "dashboard-port" "port" $p.dashboard "protocol" "http" "flag" "dashboard-port"
+  "scope" "headService" "containerPort" "dashboard" "key" "ports.dashboard") -}}
+{{- $l = append $l (dict "name" "ray-client-server-port" "port" $p.client "protocol" $grpc "flag" "ray-client-server-port"
+  "scope" "headService" "containerPort" "client" "key" "ports.client") -}}
+{{- $l = append $l (dict "name" "node-manager-port" "port" $p.nodeManager "protocol" $grpc "flag" "node-manager-port"
+  "scope" "node" "key" "ports.nodeManager") -}}
+{{- $l = append $l (dict "name" "object-manager-port" "port" $p.objectManager "protocol" $grpc "flag" "object-manager-port"
+  "scope" "node" "key" "ports.objectManager") -}}
+{{- $l = append $l (dict "name" "runtime-env-agent-port" "port" $p.runtimeEnvAgent "protocol" "http" "flag" "runtime-env-agent-port"
+  "scope" "node" "key" "ports.runtimeEnvAgent") -}}
+{{- $l = append $l (dict "name" "dashboard-agent-grpc-port" "port" $p.dashboardAgentGrpc "protocol" $grpc "flag" "dashboard-agent-grpc-port"
+  "scope" "node" "key" "ports.dashboardAgentGrpc") -}}
+{{- $l = append $l (dict "name" "dashboard-agent-listen-port" "port" $p.dashboardAgentListen "protocol" "http" "flag" "dashboard-agent-listen-port"
+  "scope" "node" "key" "ports.dashboardAgentListen") -}}
+{{- $l = append $l (dict "name" "metrics-export-port" "port" $p.metricsExport "protocol" "http" "flag" "metrics-export-port"
+  "scope" "node" "containerPort" "metrics" "key" "ports.metricsExport") -}}
 {{- if include "meshray.usesDashboardGrpc" .ctx -}}
-{{- $l = append $l (dict "name" "dashboard-grpc-port" "port" $p.dashboardGrpc "protocol" $grpc "flag" "dashboard-grpc-port" "scope" "headNode" "key" "ports.dashboardGrpc") -}}
+{{- $l = append $l (dict "name" "dashboard-grpc-port" "port" $p.dashboardGrpc "protocol" $grpc "flag" "dashboard-grpc-port"
+  "scope" "headNode" "key" "ports.dashboardGrpc") -}}
 {{- end -}}
-{{- $l = append $l (dict "name" "autoscaler-metrics-port" "port" $p.autoscalerMetrics "protocol" "http" "env" "AUTOSCALER_METRIC_PORT" "scope" "headNode" "key" "ports.autoscalerMetrics") -}}
-{{- $l = append $l (dict "name" "dashboard-metrics-port" "port" $p.dashboardMetrics "protocol" "http" "env" "DASHBOARD_METRIC_PORT" "scope" "headNode" "key" "ports.dashboardMetrics") -}}
+{{- $l = append $l (dict "name" "autoscaler-metrics-port" "port" $p.autoscalerMetrics "protocol" "http" "env" "AUTOSCALER_METRIC_PORT"
+  "scope" "headNode" "key" "ports.autoscalerMetrics") -}}
+{{- $l = append $l (dict "name" "dashboard-metrics-port" "port" $p.dashboardMetrics "protocol" "http" "env" "DASHBOARD_METRIC_PORT"
+  "scope" "headNode" "key" "ports.dashboardMetrics") -}}
 {{- with $v.serve -}}
 {{- if .enabled -}}
-{{- $l = append $l (dict "name" "serve-http-port" "port" .httpPort "protocol" "http" "env" "RAY_SERVE_DEFAULT_HTTP_PORT" "scope" "node" "containerPort" "serve" "key" "serve.httpPort") -}}
-{{- $l = append $l (dict "name" "serve-grpc-port" "port" .grpcPort "protocol" $grpc "env" "RAY_SERVE_DEFAULT_GRPC_PORT" "scope" "node" "containerPort" "serve-grpc" "key" "serve.grpcPort") -}}
+{{- $l = append $l (dict "name" "serve-http-port" "port" .httpPort "protocol" "http" "env" "RAY_SERVE_DEFAULT_HTTP_PORT"
+  "scope" "node" "containerPort" "serve" "key" "serve.httpPort") -}}
+{{- $l = append $l (dict "name" "serve-grpc-port" "port" .grpcPort "protocol" $grpc "env" "RAY_SERVE_DEFAULT_GRPC_PORT"
+  "scope" "node" "containerPort" "serve-grpc" "key" "serve.grpcPort") -}}
 {{- end -}}
 {{- end -}}
 {{- $workers := $p.workerPortList -}}
+{{- $range := dict -}}
+{{- $workersKey := "ports.workerPortList" -}}
 {{- if not $workers -}}
-{{- $workers = untilStep (int $p.minWorkerPort) (int (add1 $p.maxWorkerPort)) 1 -}}
+{{- $range = dict "min" (int $p.minWorkerPort) "max" (int $p.maxWorkerPort) -}}
+{{- $workersKey = "ports.maxWorkerPort" -}}
+{{- $workers = untilStep $range.min (int (add1 $range.max)) 1 -}}
 {{- end -}}
 {{- $_ := set .model "ports" $l -}}
 {{- $_ := set .model "workerPorts" $workers -}}
+{{- $_ := set .model "workerRange" $range -}}
+{{- $_ := set .model "workerPortsKey" $workersKey -}}
 {{- $_ := set .model "workerProtocol" $grpc -}}
 {{- end -}}
 
@@ -74,6 +99,8 @@ Views of the port map that several templates need, built once into the model:
   headPorts       the same as a map, containerPort name -> port (Ingress, gateway routes, policies)
   pinned.head / pinned.worker   the rayStartParams the port map owns, per role: pinned flags,
                   the worker range (or list), node-ip-address
+  ownedFlags      every ray start flag the port map owns, whichever form the values use:
+                  the pinned flags, worker-port-list, min-/max-worker-port, node-ip-address
   env.head / env.worker         the env entries that pin ports, per role ({name, value})
   podFqdn         "meshray.podFqdn", for node-ip-address and the TLS certificate's SANs
   portMapChecksum a digest of what pins ports per role (flags, worker range, env): the same
@@ -82,7 +109,6 @@ Views of the port map that several templates need, built once into the model:
 Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after meshray.model.ports)
 */}}
 {{- define "meshray.model.portViews" -}}
-{{- $v := .ctx.Values -}}
 {{- $servicePorts := list -}}
 {{- $containerPorts := list -}}
 {{- $headPorts := dict -}}
@@ -112,15 +138,19 @@ Usage: include "meshray.model.portViews" (dict "ctx" $ "model" $m)   (after mesh
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* The flags that pin the worker ports (a list, or a range) and the node address. */ -}}
+{{- $nodeFlags := dict "list" "worker-port-list" "min" "min-worker-port" "max" "max-worker-port"
+  "address" "node-ip-address" -}}
 {{- $range := dict -}}
-{{- if $v.ports.workerPortList -}}
-{{- $_ := set $range "worker-port-list" (join "," .model.workerPorts) -}}
+{{- with .model.workerRange -}}
+{{- $_ := set $range $nodeFlags.min (toString .min) -}}
+{{- $_ := set $range $nodeFlags.max (toString .max) -}}
 {{- else -}}
-{{- $_ := set $range "min-worker-port" (toString (int $v.ports.minWorkerPort)) -}}
-{{- $_ := set $range "max-worker-port" (toString (int $v.ports.maxWorkerPort)) -}}
+{{- $_ := set $range $nodeFlags.list (join "," .model.workerPorts) -}}
 {{- end -}}
 {{- $fqdn := include "meshray.podFqdn" .ctx -}}
-{{- $_ := set $range "node-ip-address" $fqdn -}}
+{{- $_ := set $range $nodeFlags.address $fqdn -}}
+{{- $_ := set .model "ownedFlags" (concat (keys $head) (values $nodeFlags) | sortAlpha) -}}
 {{- $_ := set .model "servicePorts" $servicePorts -}}
 {{- $_ := set .model "containerPorts" $containerPorts -}}
 {{- $_ := set .model "headPorts" $headPorts -}}

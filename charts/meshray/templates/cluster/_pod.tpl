@@ -62,44 +62,6 @@ Usage: include "meshray.securityContexts" (dict "ctx" $ "group" $values) | fromJ
 {{- end -}}
 
 {{/*
-The labels of a group's pod template, as JSON: the mesh enrolment (ambient labels from
-mesh/_ambient.tpl, or `sidecar.istio.io/inject: "true"`) and, for a cluster the operator names
-(a RayJob's), `meshray.io/cluster`, under the group's own labels.
-Usage: include "meshray.podTemplateLabels" (dict "ctx" $ "group" $values) | fromJson
-*/}}
-{{- define "meshray.podTemplateLabels" -}}
-{{- $labels := dict -}}
-{{- if eq .ctx.Values.mesh.dataplane "ambient" -}}
-{{- /* Ambient enrolment (mesh/_ambient.tpl): no sidecar, ztunnel; the waypoint for L7. */ -}}
-{{- $labels = include "meshray.ambientPodLabels" .ctx | fromJson -}}
-{{- else if .ctx.Values.mesh.injectSidecar -}}
-{{- $_ := set $labels "sidecar.istio.io/inject" "true" -}}
-{{- end -}}
-{{- $labels = merge $labels (include "meshray.generatedClusterLabels" .ctx | fromYaml) -}}
-{{- toJson (merge (deepCopy (.group.labels | default dict)) $labels) -}}
-{{- end -}}
-
-{{/*
-Every label a group's Ray pods will carry, as JSON: the pod template's labels over the ones
-KubeRay's operator adds itself (labelPod: ray.io/is-ray-node, ray.io/identifier,
-app.kubernetes.io/name and created-by, which the template may override, and ray.io/cluster,
-node-type and group, which it may not). For guards that must know what selects a Ray pod.
-Usage: include "meshray.podLabels" (dict "ctx" $ "group" $values "head" true|false "name" $groupName)
-*/}}
-{{- define "meshray.podLabels" -}}
-{{- $cluster := include "meshray.clusterName" .ctx -}}
-{{- $type := ternary "head" "worker" .head -}}
-{{- $labels := dict "ray.io/is-ray-node" "yes" "ray.io/identifier" (printf "%s-%s" $cluster $type) "app.kubernetes.io/name" "kuberay" "app.kubernetes.io/created-by" "kuberay-operator" -}}
-{{- $labels = mergeOverwrite $labels (include "meshray.podTemplateLabels" (dict "ctx" .ctx "group" .group) | fromJson) -}}
-{{- if eq .ctx.Values.workload.kind "RayCluster" -}}
-{{- $_ := set $labels "ray.io/cluster" $cluster -}}
-{{- end -}}
-{{- $_ := set $labels "ray.io/node-type" $type -}}
-{{- $_ := set $labels "ray.io/group" .name -}}
-{{- toJson $labels -}}
-{{- end -}}
-
-{{/*
 Pod template shared by the head and every worker group.
 Pod-spec fields pass through with toYaml so new Kubernetes fields work untouched.
 Usage: include "meshray.podTemplate" (dict "ctx" $ "model" $m "group" $values "head" true|false)

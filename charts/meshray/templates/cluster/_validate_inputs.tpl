@@ -10,7 +10,8 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 Prometheus): a Ray port there collides with istio-proxy in the same pod network namespace. And
 with serve off, Ray Serve's default proxy ports (8000, 9000), which a driver can still start. */}}
 {{- define "meshray.validate.istioPorts" -}}
-{{- $p := .ctx.Values.ports -}}
+{{- $w := .model.workerRange -}}
+{{- $workers := .model.workerPorts -}}
 {{- $problems := list -}}
 {{- $reserved := "Istio's sidecar owns ports 15000-15090 in every meshed pod; pick a port outside that range" -}}
 {{- range .model.ports -}}
@@ -18,18 +19,19 @@ with serve off, Ray Serve's default proxy ports (8000, 9000), which a driver can
 {{- $problems = append $problems (printf "%s: port %d: %s" .key (int .port) $reserved) -}}
 {{- end -}}
 {{- end -}}
-{{- if $p.workerPortList -}}
-{{- range $p.workerPortList -}}
+{{- if not $w -}}
+{{- range $workers -}}
 {{- if and (ge (int .) 15000) (le (int .) 15090) -}}
 {{- $problems = append $problems (printf "ports.workerPortList: port %d: %s" (int .) $reserved) -}}
 {{- end -}}
 {{- end -}}
-{{- else if and (le (int $p.minWorkerPort) 15090) (ge (int $p.maxWorkerPort) 15000) -}}
-{{- $problems = append $problems (printf "ports.workerPorts: the worker range %d-%d includes port 15000 and up: %s" (int $p.minWorkerPort) (int $p.maxWorkerPort) $reserved) -}}
+{{- else if and (le $w.min 15090) (ge $w.max 15000) -}}
+{{- $problems = append $problems (printf "ports.maxWorkerPort: the worker range %d-%d includes port 15000 and up: %s" $w.min $w.max $reserved) -}}
 {{- end -}}
 {{- if not .ctx.Values.serve.enabled -}}
 {{- $serve := dict "8000" "HTTP" "9000" "gRPC" -}}
-{{- $why := "Ray Serve's default %s proxy port: a driver that starts Serve (serve.run) binds it on every node even with serve.enabled=false; pick another port, or set serve.enabled=true to pin Serve's ports elsewhere (serve.httpPort, serve.grpcPort)" -}}
+{{- $why := (print "Ray Serve's default %s proxy port: a driver that starts Serve (serve.run) binds it on every node even with "
+  "serve.enabled=false; pick another port, or set serve.enabled=true to pin Serve's ports elsewhere (serve.httpPort, serve.grpcPort)") -}}
 {{- range .model.ports -}}
 {{- if hasKey $serve (toString (int .port)) -}}
 {{- $problems = append $problems (printf "%s: port %d is %s" .key (int .port) (printf $why (get $serve (toString (int .port))))) -}}
@@ -37,13 +39,13 @@ with serve off, Ray Serve's default proxy ports (8000, 9000), which a driver can
 {{- end -}}
 {{- range $n, $kind := $serve -}}
 {{- $in := false -}}
-{{- if $p.workerPortList -}}
-{{- range $p.workerPortList -}}{{- if eq (int .) (int $n) -}}{{- $in = true -}}{{- end -}}{{- end -}}
+{{- if not $w -}}
+{{- range $workers -}}{{- if eq (int .) (int $n) -}}{{- $in = true -}}{{- end -}}{{- end -}}
 {{- else -}}
-{{- $in = and (le (int $p.minWorkerPort) (int $n)) (ge (int $p.maxWorkerPort) (int $n)) -}}
+{{- $in = and (le $w.min (int $n)) (ge $w.max (int $n)) -}}
 {{- end -}}
 {{- if $in -}}
-{{- $problems = append $problems (printf "ports.workerPorts: the worker ports include %s, %s" $n (printf $why $kind)) -}}
+{{- $problems = append $problems (printf "%s: the worker ports include %s, %s" $.model.workerPortsKey $n (printf $why $kind)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -56,11 +58,13 @@ that version. */}}
 {{- $r := .ctx.Values.ray -}}
 {{- $problems := list -}}
 {{- if semverCompare "<2.10.0-0" $r.version -}}
-{{- $problems = append $problems (printf "ray.version: %q: meshray supports Ray 2.10 and later (its ports were measured from 2.10 to 2.60); Ray 1.x and early 2.x open other ports" $r.version) -}}
+{{- $problems = append $problems (printf (print "ray.version: %q: meshray supports Ray 2.10 and later (its ports were measured from 2.10 to "
+  "2.60); Ray 1.x and early 2.x open other ports") $r.version) -}}
 {{- end -}}
 {{- $tag := toString $r.image.tag -}}
 {{- if and $tag (not (regexMatch (printf "^%s($|-)" (regexQuoteMeta $r.version)) $tag)) -}}
-{{- $problems = append $problems (printf "ray.image.tag: %q does not run Ray %s (ray.version): the chart picks the ports for ray.version, so the tag must start with it (for example %s-py311-gpu), or leave the tag empty to use %s" $tag $r.version $r.version $r.version) -}}
+{{- $problems = append $problems (printf (print "ray.image.tag: %q does not run Ray %s (ray.version): the chart picks the ports for "
+  "ray.version, so the tag must start with it (for example %s-py311-gpu), or leave the tag empty to use %s") $tag $r.version $r.version $r.version) -}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
@@ -76,7 +80,8 @@ that version. */}}
 {{- range $i, $e := (.v.env | default list) -}}
 {{- $name := toString (get $e "name") -}}
 {{- if or (regexMatch "^RAY_(.+_)?PORT(S|_LIST)?$" $name) (has $name $pinned) -}}
-{{- $problems = append $problems (printf "%s[%d]: %s would override the ports or the address the chart pins from the port map; set them under ports (the Service and every group then agree)" $key $i $name) -}}
+{{- $problems = append $problems (printf (print "%s[%d]: %s would override the ports or the address the chart pins from the port map; set "
+  "them under ports (the Service and every group then agree)") $key $i $name) -}}
 {{- end -}}
 {{- if regexMatch "^RAY_(USE_TLS|TLS_[A-Z_]+)$" $name -}}
 {{- $tls := ternary "on: the chart sets it" "off: it would turn Ray TLS on behind the chart's back" $.ctx.Values.rayTls.enabled -}}

@@ -22,14 +22,19 @@ serviceAccount.acknowledgeShared.
 {{- $sa := $v.serviceAccount -}}
 {{- $problems := list -}}
 {{- if and $sa.create (eq $sa.name "default") -}}
-{{- $problems = append $problems (printf "serviceAccount.name: %q with serviceAccount.create=true would replace the namespace's own ServiceAccount, which every Pod without serviceAccountName runs as; leave it empty (the chart names it %s-ray) or pick another name" $sa.name (include "meshray.clusterName" .ctx)) -}}
+{{- $problems = append $problems (printf (print "serviceAccount.name: %q with serviceAccount.create=true would replace the namespace's own "
+  "ServiceAccount, which every Pod without serviceAccountName runs as; leave it empty (the chart names it %s-ray) or pick another name")
+  $sa.name (include "meshray.clusterName" .ctx)) -}}
 {{- else if and (not $sa.acknowledgeShared) $v.mesh.authorizationPolicy.enabled -}}
 {{- range (include "meshray.sharedIdentities" .ctx | fromJsonArray) -}}
 {{- $what := printf "%q is a ServiceAccount the chart does not create for this cluster" .name -}}
 {{- if eq .key "serviceAccount.create" -}}
-{{- $what = printf "false with serviceAccount.name empty runs the Ray pods as the namespace's %q ServiceAccount, which every Pod without serviceAccountName runs as" .name -}}
+{{- $what = printf (print "false with serviceAccount.name empty runs the Ray pods as the namespace's %q ServiceAccount, which every Pod "
+  "without serviceAccountName runs as") .name -}}
 {{- end -}}
-{{- $problems = append $problems (printf "%s: %s: the AuthorizationPolicy admits its identity %s to the GCS and raylets (to run code on the cluster), so every other Pod running as it gets the same access. Let the chart create the cluster's own (serviceAccount.create=true, no serviceAccountName), or set serviceAccount.acknowledgeShared=true to accept who else runs as it" .key $what .principal) -}}
+{{- $problems = append $problems (printf (print "%s: %s: the AuthorizationPolicy admits its identity %s to the GCS and raylets (to run code "
+  "on the cluster), so every other Pod running as it gets the same access. Let the chart create the cluster's own "
+  "(serviceAccount.create=true, no serviceAccountName), or set serviceAccount.acknowledgeShared=true to accept who else runs as it") .key $what .principal) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
@@ -45,17 +50,21 @@ Usage: include "meshray.sharedIdentities" . | fromJsonArray
 {{- $own := ternary (include "meshray.serviceAccountName" .) "" $v.serviceAccount.create -}}
 {{- $out := list -}}
 {{- $seen := dict -}}
-{{- $sources := list (dict "key" (ternary "serviceAccount.name" "serviceAccount.create" (ne $v.serviceAccount.name "")) "name" (include "meshray.serviceAccountName" .)) -}}
+{{- $sources := list (dict "key" (ternary "serviceAccount.name" "serviceAccount.create" (ne $v.serviceAccount.name "")) "name"
+  (include "meshray.serviceAccountName" .)) -}}
 {{- range $src := list (list "head" $v.head) (list "workerDefaults" $v.workerDefaults) -}}
-{{- with (index $src 1).serviceAccountName -}}{{- $sources = append $sources (dict "key" (printf "%s.serviceAccountName" (index $src 0)) "name" .) -}}{{- end -}}
+{{- with (index $src 1).serviceAccountName -}}{{- $sources = append $sources (dict "key" (printf "%s.serviceAccountName" (index $src 0))
+  "name" .) -}}{{- end -}}
 {{- end -}}
 {{- range $name, $g := ($v.workerGroups | default dict) -}}
-{{- with ($g | default dict).serviceAccountName -}}{{- $sources = append $sources (dict "key" (printf "workerGroups.%s.serviceAccountName" $name) "name" .) -}}{{- end -}}
+{{- with ($g | default dict).serviceAccountName -}}{{- $sources = append $sources (dict "key" (printf "workerGroups.%s.serviceAccountName" $name)
+  "name" .) -}}{{- end -}}
 {{- end -}}
 {{- range $sources -}}
 {{- if and (ne .name $own) (not (hasKey $seen .key)) -}}
 {{- $_ := set $seen .key true -}}
-{{- $out = append $out (dict "key" .key "name" .name "principal" (include "meshray.principal" (dict "ctx" $ "namespace" $.Release.Namespace "serviceAccount" .name))) -}}
+{{- $out = append $out (dict "key" .key "name" .name "principal" (include "meshray.principal" (dict "ctx" $ "namespace" $.Release.Namespace
+  "serviceAccount" .name))) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $out -}}
@@ -73,7 +82,8 @@ podSecurity.acknowledgeUnrestricted (meshray.podSecurityExceptions lists them).
 {{- $problems := list -}}
 {{- if not .ctx.Values.podSecurity.acknowledgeUnrestricted -}}
 {{- range (include "meshray.podSecurityExceptions" .ctx | fromJsonArray) -}}
-{{- $problems = append $problems (printf "%s: %s; set podSecurity.acknowledgeUnrestricted=true to run the Ray pods outside the restricted Pod Security Standard (e.g. a GPU workload that needs IPC_LOCK)" .key .problem) -}}
+{{- $problems = append $problems (printf (print "%s: %s; set podSecurity.acknowledgeUnrestricted=true to run the Ray pods outside the "
+  "restricted Pod Security Standard (e.g. a GPU workload that needs IPC_LOCK)") .key .problem) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}
@@ -89,7 +99,8 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- $v := .Values -}}
 {{- $out := list -}}
 {{- if not $v.podSecurity.enabled -}}
-{{- $out = append $out (dict "key" "podSecurity.enabled" "problem" "false drops the restricted securityContexts (non-root uid, no privilege escalation, every capability dropped, RuntimeDefault seccomp) from every Ray pod") -}}
+{{- $out = append $out (dict "key" "podSecurity.enabled" "problem" (print "false drops the restricted securityContexts (non-root uid, no "
+  "privilege escalation, every capability dropped, RuntimeDefault seccomp) from every Ray pod")) -}}
 {{- else -}}
 {{- include "meshray.model" . -}}
 {{- $groups := list (dict "g" $v.head "src" (list $v.head) "srcKeys" (list "head")) -}}
@@ -106,11 +117,13 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- range $j, $sv := (reverse $grp.src) -}}{{- if hasKey $sv $f -}}{{- $_ := set $owner $f (index (reverse $srcKeys) $j) -}}{{- end -}}{{- end -}}
 {{- end -}}
 {{- $sc := include "meshray.securityContexts" (dict "ctx" $ "group" $g) | fromJson -}}
-{{- $containers := list (dict "sc" $sc.container "own" ($g.securityContext | default dict) "key" (printf "%s.securityContext" (get $owner "securityContext"))) -}}
+{{- $containers := list (dict "sc" $sc.container "own" ($g.securityContext | default dict) "key" (printf "%s.securityContext"
+  (get $owner "securityContext"))) -}}
 {{- range $i, $c := ($g.sidecarContainers | default list) -}}
 {{- $own := get $c "securityContext" | default dict -}}
 {{- $merged := mergeOverwrite (deepCopy (and $v.podSecurity.enabled $v.podSecurity.container | default dict)) (deepCopy $own) -}}
-{{- $containers = append $containers (dict "sc" $merged "own" $own "key" (printf "%s.sidecarContainers[%d].securityContext" (get $owner "sidecarContainers") $i)) -}}
+{{- $containers = append $containers (dict "sc" $merged "own" $own "key" (printf "%s.sidecarContainers[%d].securityContext"
+  (get $owner "sidecarContainers") $i)) -}}
 {{- end -}}
 {{- range $c := $containers -}}
 {{- $s := $c.sc -}}
@@ -124,31 +137,38 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- $out = append $out (dict "key" (get $blame "privileged") "problem" "true runs the container privileged (every device and capability of the node)") -}}
 {{- end -}}
 {{- if ne (toString (dig "allowPrivilegeEscalation" "" $s)) "false" -}}
-{{- $out = append $out (dict "key" (get $blame "allowPrivilegeEscalation") "problem" (printf "%s: the restricted standard requires false (a null in podSecurity.container deletes that default)" (toJson (dig "allowPrivilegeEscalation" nil $s)))) -}}
+{{- $out = append $out (dict "key" (get $blame "allowPrivilegeEscalation") "problem" (printf (print "%s: the restricted standard requires "
+  "false (a null in podSecurity.container deletes that default)") (toJson (dig "allowPrivilegeEscalation" nil $s)))) -}}
 {{- end -}}
 {{- $added := list -}}
 {{- range (dig "capabilities" "add" list $s) -}}{{- if ne (toString .) "NET_BIND_SERVICE" -}}{{- $added = append $added (toString .) -}}{{- end -}}{{- end -}}
 {{- if $added -}}
-{{- $out = append $out (dict "key" (printf "%s.add" (get $blame "capabilities")) "problem" (printf "%s: the restricted standard allows adding only NET_BIND_SERVICE" (toJson $added))) -}}
+{{- $out = append $out (dict "key" (printf "%s.add" (get $blame "capabilities")) "problem" (printf (print "%s: the restricted standard "
+  "allows adding only NET_BIND_SERVICE") (toJson $added))) -}}
 {{- end -}}
 {{- if not (has "ALL" (dig "capabilities" "drop" list $s)) -}}
-{{- $out = append $out (dict "key" (printf "%s.drop" (get $blame "capabilities")) "problem" (printf "%s: the restricted standard requires dropping ALL capabilities (a null in podSecurity.container deletes that default)" (toJson (dig "capabilities" "drop" nil $s)))) -}}
+{{- $out = append $out (dict "key" (printf "%s.drop" (get $blame "capabilities")) "problem" (printf (print "%s: the restricted standard "
+  "requires dropping ALL capabilities (a null in podSecurity.container deletes that default)") (toJson (dig "capabilities" "drop" nil $s)))) -}}
 {{- end -}}
 {{- $uid := toString (dig "runAsUser" "" $s) -}}
 {{- if has $uid (list "0" "1337") -}}
-{{- $out = append $out (dict "key" (get $blame "runAsUser") "problem" (printf "%s: %s" $uid (ternary "uid 0 is root" "uid 1337 is Istio's proxy uid: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy" (eq $uid "0")))) -}}
+{{- $out = append $out (dict "key" (get $blame "runAsUser") "problem" (printf "%s: %s" $uid (ternary "uid 0 is root" (print "uid 1337 is "
+  "Istio's proxy uid: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy") (eq $uid "0")))) -}}
 {{- end -}}
 {{- if eq (toString (dig "runAsGroup" "" $s)) "1337" -}}
-{{- $out = append $out (dict "key" (get $blame "runAsGroup") "problem" "1337: gid 1337 is Istio's proxy group: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy") -}}
+{{- $out = append $out (dict "key" (get $blame "runAsGroup") "problem" (print "1337: gid 1337 is Istio's proxy group: iptables lets its "
+  "traffic skip the sidecar, so it leaves the pod without mTLS or policy")) -}}
 {{- end -}}
 {{- /* runAsNonRoot: the container's own, else the pod's */ -}}
 {{- $nonRoot := ternary (dig "runAsNonRoot" "" $s) (dig "runAsNonRoot" "" $sc.pod) (hasKey $s "runAsNonRoot") -}}
 {{- if ne (toString $nonRoot) "true" -}}
-{{- $out = append $out (dict "key" (get $blame "runAsNonRoot") "problem" (printf "%s: the restricted standard requires runAsNonRoot=true in the container or the pod (a null in podSecurity.* deletes that default)" (toJson (dig "runAsNonRoot" nil $s)))) -}}
+{{- $out = append $out (dict "key" (get $blame "runAsNonRoot") "problem" (printf (print "%s: the restricted standard requires "
+  "runAsNonRoot=true in the container or the pod (a null in podSecurity.* deletes that default)") (toJson (dig "runAsNonRoot" nil $s)))) -}}
 {{- end -}}
 {{- $seccomp := dig "seccompProfile" "type" (dig "seccompProfile" "type" "" $sc.pod) $s -}}
 {{- if not (has $seccomp (list "RuntimeDefault" "Localhost")) -}}
-{{- $out = append $out (dict "key" (printf "%s.type" (get $blame "seccompProfile")) "problem" (printf "%q: the restricted standard requires seccompProfile RuntimeDefault or Localhost in the container or the pod (a null in podSecurity.* deletes that default)" $seccomp)) -}}
+{{- $out = append $out (dict "key" (printf "%s.type" (get $blame "seccompProfile")) "problem" (printf (print "%q: the restricted standard "
+  "requires seccompProfile RuntimeDefault or Localhost in the container or the pod (a null in podSecurity.* deletes that default)") $seccomp)) -}}
 {{- end -}}
 {{- if eq (dig "appArmorProfile" "type" "" $s) "Unconfined" -}}
 {{- $out = append $out (dict "key" (printf "%s.type" (get $blame "appArmorProfile")) "problem" "\"Unconfined\" turns AppArmor off for the container") -}}
@@ -157,24 +177,29 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
 {{- $out = append $out (dict "key" (get $blame "procMount") "problem" "\"Unmasked\" exposes the host's /proc paths the runtime masks") -}}
 {{- end -}}
 {{- if eq (toString (dig "windowsOptions" "hostProcess" false $s)) "true" -}}
-{{- $out = append $out (dict "key" (printf "%s.hostProcess" (get $blame "windowsOptions")) "problem" "true runs the container as a process on the Windows host") -}}
+{{- $out = append $out (dict "key" (printf "%s.hostProcess" (get $blame "windowsOptions")) "problem" "true runs the container as a process on the Windows host"
+  ) -}}
 {{- end -}}
 {{- end -}}
 {{- $ownPod := $g.podSecurityContext | default dict -}}
 {{- $podKey := dict -}}
 {{- range $f := list "runAsUser" "runAsGroup" "seccompProfile" "appArmorProfile" "sysctls" -}}
-{{- $_ := set $podKey $f (printf "%s.%s" (ternary (printf "%s.podSecurityContext" (get $owner "podSecurityContext")) "podSecurity.pod" (hasKey $ownPod $f)) $f) -}}
+{{- $_ := set $podKey $f (printf "%s.%s" (ternary (printf "%s.podSecurityContext" (get $owner "podSecurityContext")) "podSecurity.pod" (hasKey $ownPod
+  $f)) $f) -}}
 {{- end -}}
 {{- $podUid := toString (dig "runAsUser" "" $sc.pod) -}}
 {{- if has $podUid (list "0" "1337") -}}
-{{- $out = append $out (dict "key" (get $podKey "runAsUser") "problem" (printf "%s: %s" $podUid (ternary "uid 0 is root" "uid 1337 is Istio's proxy uid: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy" (eq $podUid "0")))) -}}
+{{- $out = append $out (dict "key" (get $podKey "runAsUser") "problem" (printf "%s: %s" $podUid (ternary "uid 0 is root" (print "uid 1337 "
+  "is Istio's proxy uid: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy") (eq $podUid "0")))) -}}
 {{- end -}}
 {{- if eq (toString (dig "runAsGroup" "" $sc.pod)) "1337" -}}
-{{- $out = append $out (dict "key" (get $podKey "runAsGroup") "problem" "1337: gid 1337 is Istio's proxy group: iptables lets its traffic skip the sidecar, so it leaves the pod without mTLS or policy") -}}
+{{- $out = append $out (dict "key" (get $podKey "runAsGroup") "problem" (print "1337: gid 1337 is Istio's proxy group: iptables lets its "
+  "traffic skip the sidecar, so it leaves the pod without mTLS or policy")) -}}
 {{- end -}}
 {{- range $f := list "seccompProfile" "appArmorProfile" -}}
 {{- if eq (dig $f "type" "" $sc.pod) "Unconfined" -}}
-{{- $out = append $out (dict "key" (printf "%s.type" (get $podKey $f)) "problem" (printf "\"Unconfined\" turns %s off for the pod" (ternary "seccomp" "AppArmor" (eq $f "seccompProfile")))) -}}
+{{- $out = append $out (dict "key" (printf "%s.type" (get $podKey $f)) "problem" (printf "\"Unconfined\" turns %s off for the pod" (ternary "seccomp"
+  "AppArmor" (eq $f "seccompProfile")))) -}}
 {{- end -}}
 {{- end -}}
 {{- $safe := list "kernel.shm_rmid_forced" "net.ipv4.ip_local_port_range"
@@ -184,12 +209,14 @@ Usage: include "meshray.podSecurityExceptions" . | fromJsonArray
   "net.ipv4.tcp_keepalive_probes" -}}
 {{- range $i, $sysctl := (dig "sysctls" list $sc.pod) -}}
 {{- if not (has (toString (get $sysctl "name")) $safe) -}}
-{{- $out = append $out (dict "key" (printf "%s[%d]" (get $podKey "sysctls") $i) "problem" (printf "%q is not one of Kubernetes' safe sysctls: it changes the node's kernel for every pod" (toString (get $sysctl "name")))) -}}
+{{- $out = append $out (dict "key" (printf "%s[%d]" (get $podKey "sysctls") $i) "problem" (printf (print "%q is not one of Kubernetes' safe "
+  "sysctls: it changes the node's kernel for every pod") (toString (get $sysctl "name")))) -}}
 {{- end -}}
 {{- end -}}
 {{- range $i, $vol := ($g.volumes | default list) -}}
 {{- if hasKey $vol "hostPath" -}}
-{{- $out = append $out (dict "key" (printf "%s.volumes[%d].hostPath" (get $owner "volumes") $i) "problem" (printf "%s mounts the node's filesystem into the Ray pod" (toJson (get $vol "hostPath")))) -}}
+{{- $out = append $out (dict "key" (printf "%s.volumes[%d].hostPath" (get $owner "volumes") $i) "problem" (printf (print "%s mounts the "
+  "node's filesystem into the Ray pod") (toJson (get $vol "hostPath")))) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -15,10 +15,12 @@ Usage: include "meshray.gatewayAPI.routes" (dict "ctx" $ "model" $m) | fromJsonA
 {{- $p := .model.headPorts -}}
 {{- $out := list -}}
 {{- if $r.dashboard.enabled -}}
-{{- $out = append $out (dict "name" "dashboard" "kind" "HTTPRoute" "host" $r.dashboard.host "prefix" $r.dashboard.pathPrefix "port" (int $p.dashboard) "listener" "https-dashboard" "protocol" "HTTPS") -}}
+{{- $out = append $out (dict "name" "dashboard" "kind" "HTTPRoute" "host" $r.dashboard.host "prefix" $r.dashboard.pathPrefix "port" (int $p.dashboard)
+  "listener" "https-dashboard" "protocol" "HTTPS") -}}
 {{- end -}}
 {{- if $r.serve.enabled -}}
-{{- $out = append $out (dict "name" "serve" "kind" "HTTPRoute" "host" $r.serve.host "prefix" $r.serve.pathPrefix "port" (int $p.serve) "listener" "https-serve" "protocol" "HTTPS") -}}
+{{- $out = append $out (dict "name" "serve" "kind" "HTTPRoute" "host" $r.serve.host "prefix" $r.serve.pathPrefix "port" (int $p.serve) "listener"
+  "https-serve" "protocol" "HTTPS") -}}
 {{- end -}}
 {{- if $r.client.enabled -}}
 {{- if eq $r.client.mode "passthrough" -}}

@@ -16,7 +16,8 @@ The Ray ports by who may reach them, as port lists (numbers), written into .out:
 Usage: include "meshray.policyPorts" (dict "ctx" $ "model" $m "out" $ports)
 */}}
 {{- define "meshray.policyPorts" -}}
-{{- $classes := dict "dashboard-port" "dashboard" "ray-client-server-port" "client" "metrics-export-port" "metrics" "autoscaler-metrics-port" "metrics" "dashboard-metrics-port" "metrics" "serve-http-port" "serve" "serve-grpc-port" "serve" -}}
+{{- $classes := dict "dashboard-port" "dashboard" "ray-client-server-port" "client" "metrics-export-port" "metrics" "autoscaler-metrics-port"
+  "metrics" "dashboard-metrics-port" "metrics" "serve-http-port" "serve" "serve-grpc-port" "serve" -}}
 {{- $out := .out -}}
 {{- range $c := list "cluster" "dashboard" "client" "metrics" "serve" "routed" -}}
 {{- $_ := set $out $c list -}}
@@ -65,47 +66,6 @@ Usage: include "meshray.policyRule" (dict "why" $why "principals" $list "ports" 
             notPorts: {{ toJson (.notPorts | toStrings) }}
 {{- end }}
 {{- end }}
-{{- end -}}
-
-{{/*
-The mesh's trust domain: gateway.trustDomain when set (older values), else mesh.trustDomain.
-Usage: include "meshray.trustDomain" .
-*/}}
-{{- define "meshray.trustDomain" -}}
-{{- .Values.gateway.trustDomain | default .Values.mesh.trustDomain -}}
-{{- end -}}
-
-{{/*
-An Istio principal (AuthorizationPolicy `principals`): <trustDomain>/ns/<namespace>/sa/<sa>.
-Usage: include "meshray.principal" (dict "ctx" $ "namespace" $ns "serviceAccount" $sa)
-*/}}
-{{- define "meshray.principal" -}}
-{{- printf "%s/ns/%s/sa/%s" (include "meshray.trustDomain" .ctx) .namespace .serviceAccount -}}
-{{- end -}}
-
-{{/*
-The KubeRay operator's principal (kuberay.operator): a RayJob's cluster is polled by the
-operator on the Jobs API (GET /api/jobs/<id>; HTTPMode also submits there).
-Usage: include "meshray.operatorPrincipal" .
-*/}}
-{{- define "meshray.operatorPrincipal" -}}
-{{- include "meshray.principal" (dict "ctx" . "namespace" .Values.kuberay.operator.namespace "serviceAccount" .Values.kuberay.operator.serviceAccount) -}}
-{{- end -}}
-
-{{/*
-The RayJob submitter's principal (K8sJobMode): its own ServiceAccount in the release namespace.
-Usage: include "meshray.submitterPrincipal" .
-*/}}
-{{- define "meshray.submitterPrincipal" -}}
-{{- include "meshray.principal" (dict "ctx" . "namespace" .Release.Namespace "serviceAccount" (include "meshray.submitterServiceAccountName" .)) -}}
-{{- end -}}
-
-{{/*
-The Istio ingress gateway's principal.
-Usage: include "meshray.gatewayPrincipal" .
-*/}}
-{{- define "meshray.gatewayPrincipal" -}}
-{{- include "meshray.principal" (dict "ctx" . "namespace" (include "meshray.gatewayNamespace" .) "serviceAccount" .Values.gateway.serviceAccount) -}}
 {{- end -}}
 
 {{/*

@@ -11,7 +11,8 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- $problems := list -}}
 {{- if and $mtls.enabled $mtls.portLevelMtls -}}
 {{- if eq $mtls.scope "namespace" -}}
-{{- $problems = append $problems "mtls.portLevelMtls: Istio applies port-level mTLS only to policies with a workload selector, and mtls.scope \"namespace\" has none; use mtls.scope=cluster or drop the exceptions" -}}
+{{- $problems = append $problems (print "mtls.portLevelMtls: Istio applies port-level mTLS only to policies with a workload selector, and "
+  "mtls.scope \"namespace\" has none; use mtls.scope=cluster or drop the exceptions") -}}
 {{- end -}}
 {{- $podPorts := dict -}}
 {{- range .model.ports -}}
@@ -24,7 +25,8 @@ Usage: include "meshray.validate.<family>" (dict "ctx" $ "model" $m) | fromJsonA
 {{- range $mtls.portLevelMtls -}}
 {{- $k := toString (int .port) -}}
 {{- if not (hasKey $podPorts $k) -}}
-{{- $problems = append $problems (printf "mtls.portLevelMtls: port %s is not a port the Ray pods listen on (portLevelMtls keys on the workload port); use one of the ports in the port map" $k) -}}
+{{- $problems = append $problems (printf (print "mtls.portLevelMtls: port %s is not a port the Ray pods listen on (portLevelMtls keys on "
+  "the workload port); use one of the ports in the port map") $k) -}}
 {{- end -}}
 {{- if eq (get $seen $k) "once" -}}
 {{- $problems = append $problems (printf "mtls.portLevelMtls: port %s is listed twice" $k) -}}
@@ -51,18 +53,23 @@ NetworkPolicy peers the API server accepts. */}}
 {{- $problems := list -}}
 {{- if $v.mesh.authorizationPolicy.enabled -}}
 {{- if and $v.mtls.enabled (eq $v.mtls.mode "DISABLE") -}}
-{{- $problems = append $problems "mtls.mode: \"DISABLE\" leaves the Ray pods' peers without an mTLS identity, and mesh.authorizationPolicy.enabled=true admits peers only by that identity: Istio would deny every Ray port and Ray would hang. Use STRICT or PERMISSIVE, or set mesh.authorizationPolicy.enabled=false" -}}
+{{- $problems = append $problems (print "mtls.mode: \"DISABLE\" leaves the Ray pods' peers without an mTLS identity, and "
+  "mesh.authorizationPolicy.enabled=true admits peers only by that identity: Istio would deny every Ray port and Ray would hang. Use "
+  "STRICT or PERMISSIVE, or set mesh.authorizationPolicy.enabled=false") -}}
 {{- end -}}
 {{- if $v.mtls.enabled -}}
 {{- range $v.mtls.portLevelMtls -}}
 {{- if eq .mode "DISABLE" -}}
-{{- $problems = append $problems (printf "mtls.portLevelMtls: port %d is DISABLE, so its peers have no mTLS identity and mesh.authorizationPolicy.enabled=true denies it to everyone; use PERMISSIVE for that port, or set mesh.authorizationPolicy.enabled=false" (int .port)) -}}
+{{- $problems = append $problems (printf (print "mtls.portLevelMtls: port %d is DISABLE, so its peers have no mTLS identity and "
+  "mesh.authorizationPolicy.enabled=true denies it to everyone; use PERMISSIVE for that port, or set mesh.authorizationPolicy.enabled=false") (int .port)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.gateway.trustDomain (ne $v.gateway.trustDomain $v.mesh.trustDomain) -}}
-{{- $problems = append $problems (printf "gateway.trustDomain: %q differs from mesh.trustDomain (%q): a mesh has one trust domain, and the chart writes the cluster's and the gateway's principals with it; set mesh.trustDomain and leave gateway.trustDomain empty" $v.gateway.trustDomain $v.mesh.trustDomain) -}}
+{{- $problems = append $problems (printf (print "gateway.trustDomain: %q differs from mesh.trustDomain (%q): a mesh has one trust domain, "
+  "and the chart writes the cluster's and the gateway's principals with it; set mesh.trustDomain and leave gateway.trustDomain empty")
+  $v.gateway.trustDomain $v.mesh.trustDomain) -}}
 {{- end -}}
 {{- if $v.networkPolicy.enabled -}}
 {{- $kinds := list "podSelector" "namespaceSelector" "ipBlock" -}}
@@ -71,7 +78,8 @@ NetworkPolicy peers the API server accepts. */}}
 {{- $key := printf "networkPolicy.%s[%d]" $list $i -}}
 {{- $unknown := without (keys $peer | sortAlpha) "podSelector" "namespaceSelector" "ipBlock" -}}
 {{- if $unknown -}}
-{{- $problems = append $problems (printf "%s: %s is not a NetworkPolicy peer field (podSelector, namespaceSelector, ipBlock) (got %s)" $key (join ", " $unknown) (toJson $peer)) -}}
+{{- $problems = append $problems (printf "%s: %s is not a NetworkPolicy peer field (podSelector, namespaceSelector, ipBlock) (got %s)"
+  $key (join ", " $unknown) (toJson $peer)) -}}
 {{- else if and (hasKey $peer "ipBlock") (or (hasKey $peer "podSelector") (hasKey $peer "namespaceSelector")) -}}
 {{- $problems = append $problems (printf "%s: ipBlock cannot be combined with podSelector or namespaceSelector in one peer (got %s)" $key (toJson $peer)) -}}
 {{- end -}}

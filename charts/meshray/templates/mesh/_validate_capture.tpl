@@ -54,7 +54,9 @@ Usage: include "meshray.captureOverrides" . | fromJsonArray
 {{- $problems := list -}}
 {{- if not .ctx.Values.mesh.acknowledgeCaptureOverrides -}}
 {{- range (include "meshray.captureOverrides" .ctx | fromJsonArray) -}}
-{{- $problems = append $problems (printf "%s: %q is an Istio capture, injection or proxy-config key on the Ray pods: it can take Ray's traffic around the mesh proxy, and with it STRICT mTLS and the AuthorizationPolicy (the chart sets what the mesh needs from mesh.*); remove it, or set mesh.acknowledgeCaptureOverrides=true to accept it" .key .value) -}}
+{{- $problems = append $problems (printf (print "%s: %q is an Istio capture, injection or proxy-config key on the Ray pods: it can take "
+  "Ray's traffic around the mesh proxy, and with it STRICT mTLS and the AuthorizationPolicy (the chart sets what the mesh needs from "
+  "mesh.*); remove it, or set mesh.acknowledgeCaptureOverrides=true to accept it") .key .value) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}

@@ -23,7 +23,10 @@ with mesh.dataplane=ambient there are no Ray sidecars, so the measured cost does
 {{- $listeners := mul $pods $ports -}}
 {{- $limit := int $v.rayTls.maxListeners -}}
 {{- if gt (int $listeners) $limit -}}
-{{- $problems = append $problems (printf "rayTls.maxListeners: with rayTls.enabled istiod builds a listener per Ray pod and worker port in every Ray sidecar: up to %d pods (head + maxReplicas) x %d worker ports is %d listeners, above rayTls.maxListeners=%d (measured: docs/mesh-cost.md); narrow the worker range, lower maxReplicas, end TLS at a gateway (gatewayAPI.routes.client.mode grpc), or raise rayTls.maxListeners deliberately" (int $pods) (int $ports) (int $listeners) $limit) -}}
+{{- $problems = append $problems (printf (print "rayTls.maxListeners: with rayTls.enabled istiod builds a listener per Ray pod and worker "
+  "port in every Ray sidecar: up to %d pods (head + maxReplicas) x %d worker ports is %d listeners, above rayTls.maxListeners=%d "
+  "(measured: docs/mesh-cost.md); narrow the worker range, lower maxReplicas, end TLS at a gateway (gatewayAPI.routes.client.mode grpc), "
+  "or raise rayTls.maxListeners deliberately") (int $pods) (int $ports) (int $listeners) $limit) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}

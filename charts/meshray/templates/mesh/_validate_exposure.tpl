@@ -19,9 +19,11 @@ own namespace must see them ("." or "*"), and "~" (visible nowhere) stands alone
 {{- $_ := set $seen . true -}}
 {{- end -}}
 {{- if and (has "~" $to) (gt (len $to) 1) -}}
-{{- $problems = append $problems (printf "service.exportTo: %q hides the Services from every namespace and cannot be combined with other entries (got %s)" "~" (toJson $to)) -}}
+{{- $problems = append $problems (printf "service.exportTo: %q hides the Services from every namespace and cannot be combined with other entries (got %s)"
+  "~" (toJson $to)) -}}
 {{- else if not (or (has "." $to) (has "*" $to) (has .ctx.Release.Namespace $to)) -}}
-{{- $problems = append $problems (printf "service.exportTo: %s hides the Ray Services from the Ray pods' own namespace %q, so the sidecars have no route between Ray nodes; include \".\"" (toJson $to) .ctx.Release.Namespace) -}}
+{{- $problems = append $problems (printf (print "service.exportTo: %s hides the Ray Services from the Ray pods' own namespace %q, so the "
+  "sidecars have no route between Ray nodes; include \".\"") (toJson $to) .ctx.Release.Namespace) -}}
 {{- end -}}
 {{- toJson $problems -}}
 {{- end -}}
@@ -55,7 +57,9 @@ needs at least one label.) */}}
 {{- if and $all (not $matched) -}}{{- $matched = get $labels "ray.io/group" -}}{{- end -}}
 {{- end -}}
 {{- if or $rayKey $matched -}}
-{{- $problems = append $problems (printf "mtls.extraPolicies[%d]: %q (mode %s) selects the Ray pods (matchLabels %s%s) and would weaken their STRICT mTLS; use mtls.portLevelMtls for a Ray port exception" $i $p.name $mode (toJson $sel) (ternary (printf ", which the pods of group %q carry" $matched) "" (ne $matched ""))) -}}
+{{- $problems = append $problems (printf (print "mtls.extraPolicies[%d]: %q (mode %s) selects the Ray pods (matchLabels %s%s) and would "
+  "weaken their STRICT mTLS; use mtls.portLevelMtls for a Ray port exception")
+  $i $p.name $mode (toJson $sel) (ternary (printf ", which the pods of group %q carry" $matched) "" (ne $matched ""))) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $problems -}}

@@ -1,8 +1,8 @@
 {{/*
-Facts about the gateway in front of the cluster shared by the objects in this folder: the Istio
-ingress gateway (gateway.*) or a Gateway API Gateway (gatewayAPI.*, ../gatewayapi/). The two
-are never on together (gatewayapi/_validate.tpl), so the Service, policies and JWT objects
-here serve whichever is on.
+Facts about the gateway in front of the cluster: the Istio ingress gateway (gateway.*) or a
+Gateway API Gateway (gatewayAPI.*). The two are never on together (gatewayapi/_validate.tpl),
+so gateway/'s Service, policies and JWT objects serve whichever is on; gatewayapi/'s routes
+and mesh/'s NetworkPolicy read the same facts here.
 */}}
 
 {{/*
@@ -118,7 +118,8 @@ Usage: include "meshray.jwtSparedGateway" . | fromJsonArray
 {{- range $kind, $entries := include "meshray.jwtExemptPrincipals" . | fromJson -}}
 {{- range $entries -}}
 {{- $p := .principal -}}
-{{- $hit := or (eq $p "*") (eq $p $front) (and (hasPrefix "*" $p) (hasSuffix (trimPrefix "*" $p) $front)) (and (hasSuffix "*" $p) (hasPrefix (trimSuffix "*" $p) $front)) -}}
+{{- $hit := or (eq $p "*") (eq $p $front) (and (hasPrefix "*" $p) (hasSuffix (trimPrefix "*" $p) $front)) (and (hasSuffix "*" $p)
+  (hasPrefix (trimSuffix "*" $p) $front)) -}}
 {{- if and $hit (not (hasKey $seen .key)) -}}
 {{- $_ := set $seen .key true -}}
 {{- $out = append $out (dict "key" .key "principal" $p "front" $front) -}}
