@@ -203,6 +203,29 @@ def test_service_shape_and_protocols(render_chart: Renderer, values_file: Path |
         assert IANA_SVC_NAME.match(cp["name"]), cp["name"]
 
 
+@pytest.mark.parametrize("values_file", CASES, ids=CASE_IDS)
+def test_head_service_template_declares_each_protocol(render_chart: Renderer,
+                                                      values_file: Path | None) -> None:
+    """KubeRay builds <cluster>-head-svc from the RayCluster's headService template and marks
+    the head container's ports tcp (kuberay#1946): the template must carry the GCS, dashboard,
+    client (and Serve) ports under KubeRay's names with Ray's protocol, or callers of the head
+    Service reach them as plain TCP (docs/ports.md). Expected from the values alone."""
+    values = effective_values(values_file)
+    p = values["ports"]
+    grpc = "tls" if values["rayTls"]["enabled"] else "grpc"
+    # port -> (KubeRay's port name, protocol); Serve's names are the chart's (docs/ports.md)
+    want = {p["gcs"]: ("gcs-server", grpc), p["dashboard"]: ("dashboard", "http"),
+            p["client"]: ("client", grpc)}
+    if values["serve"]["enabled"]:
+        want[values["serve"]["httpPort"]] = ("serve", "http")
+        want[values["serve"]["grpcPort"]] = ("serve-grpc", grpc)
+    rc = one(render_chart(*([values_file] if values_file else [])), "RayCluster")
+    ports = rc["spec"]["headGroupSpec"]["headService"]["spec"]["ports"]
+    got = {sp["port"]: (sp["name"], sp["appProtocol"]) for sp in ports}
+    assert got == want
+    assert all(sp["targetPort"] == sp["port"] and sp["protocol"] == "TCP" for sp in ports)
+
+
 def eval_fqdn(snippet: str, pod_ip: str) -> str:
     """Evaluate node-ip-address the way KubeRay's `bash -lc` container command does."""
     out = subprocess.run(["bash", "-c", f'printf %s "{snippet}"'], env={"MESHRAY_POD_IP": pod_ip},
@@ -249,6 +272,22 @@ def test_peer_authentication_covers_the_cluster(render_chart: Renderer,
     for extra, spec in zip(policies[1:], m["extraPolicies"], strict=True):
         assert extra["metadata"]["name"] == spec["name"]
         assert extra["spec"]["selector"]["matchLabels"] == spec["matchLabels"]
+        # values.yaml: "mode defaults to PERMISSIVE"
+        assert extra["spec"]["mtls"]["mode"] == spec.get("mode", "PERMISSIVE")
+
+
+@pytest.mark.parametrize(("mode", "want"), [(None, "PERMISSIVE"), ("STRICT", "STRICT"),
+                                             ("DISABLE", "DISABLE")])
+def test_extra_peer_authentication_mode(render_chart: Renderer, mode: str | None,
+                                        want: str) -> None:
+    """An extra policy for another workload takes its own mode, PERMISSIVE when it names none
+    (values.yaml), never the Ray pods' mode."""
+    sets = ("mtls.extraPolicies[0].name=spark", "mtls.extraPolicies[0].matchLabels.app=spark",
+            *((f"mtls.extraPolicies[0].mode={mode}",) if mode else ()))
+    policies = by_kind(render_chart(set_values=sets), "PeerAuthentication")
+    assert [(p["metadata"]["name"], p["spec"]["mtls"]["mode"]) for p in policies[1:]] == [
+        ("spark", want)]
+    assert policies[0]["spec"]["mtls"]["mode"] == "STRICT"
 
 
 @pytest.mark.parametrize("values_file", CASES, ids=CASE_IDS)
@@ -269,9 +308,8 @@ def test_guide_example_reproduces_the_guide(render_chart: Renderer) -> None:
     """The guide's 17 Service ports and its rayStartParams, with only documented differences."""
     import yaml
 
-    guide = (REPO.parent / "shared/reference/seeds/kuberay-istio-mtls-l7-guide.md").read_text()
-    blocks = re.findall(r"kubectl apply -f - <<EOF\n(.*?)\n\s*EOF", guide, re.DOTALL)
-    guide_docs = [d for b in blocks for d in yaml.safe_load_all(b.replace("\\$", "$")) if d]
+    guide = REPO / "tests" / "fixtures" / "guide" / "kuberay-istio-guide.yaml"
+    guide_docs = [d for d in yaml.safe_load_all(guide.read_text()) if d]
     guide_svc = one(guide_docs, "Service")
     guide_rc = next(d for d in guide_docs if d["kind"] == "RayCluster")
     docs = render_chart(REPO / "values-examples/kuberay-istio-guide.yaml")

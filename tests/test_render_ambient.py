@@ -53,7 +53,11 @@ def test_the_sidecar_profile_is_unchanged(render_chart: Renderer) -> None:
         assert tpl["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
         assert "istio.io/dataplane-mode" not in tpl["metadata"]["labels"]
         assert tpl["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] == "true"
-    assert len(of(docs, "Sidecar")) == 2
+    # one Sidecar per node type, each selecting this cluster's pods of that type
+    cluster = of(docs, "RayCluster")[0]["metadata"]["name"]
+    assert sorted(tuple(sorted(s["spec"]["workloadSelector"]["labels"].items()))
+                  for s in of(docs, "Sidecar")) == [
+        (("ray.io/cluster", cluster), ("ray.io/node-type", role)) for role in ("head", "worker")]
     assert [g for g in of(docs, "Gateway")] == []
 
 

@@ -115,7 +115,10 @@ def test_the_restricted_check_can_fail() -> None:
     pod = {"spec": {"containers": [{"name": "ray-head", "securityContext": sc}]}}
     assert restricted_violations(pod) == ["ray-head: adds capabilities ['NET_ADMIN']"]
     pod["spec"]["containers"][0]["securityContext"] = {}
-    assert len(restricted_violations(pod)) == 4
+    assert restricted_violations(pod) == [
+        "ray-head: allowPrivilegeEscalation is not false", "ray-head: runAsNonRoot is not true",
+        "ray-head: seccompProfile is not RuntimeDefault/Localhost",
+        "ray-head: capabilities.drop lacks ALL"]
 
 
 def test_a_groups_security_context_wins_key_by_key(render_chart: Renderer) -> None:
@@ -428,7 +431,11 @@ def test_network_policy_peers_get_their_kinds_ports(render_chart: Renderer) -> N
         ap_by_principal[PROMETHEUS]
     assert by_peer[str([{"podSelector": {"matchLabels": {"app": "submitter"}}}])] == \
         ap_by_principal[SUBMITTER]
-    assert len(np["spec"]["ingress"]) == 3  # the cluster's pods, metrics, dashboard
+    # the cluster's pods, metrics, dashboard: no rule for the peer lists left empty
+    assert [r["from"] for r in np["spec"]["ingress"]] == [
+        [{"podSelector": {"matchLabels": ap["spec"]["selector"]["matchLabels"]}}],
+        [{"podSelector": {"matchLabels": {"app": "submitter"}}}],
+        [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]]
 
 
 def test_no_network_policy_by_default(render_chart: Renderer) -> None:
