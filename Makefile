@@ -20,7 +20,7 @@ HELM         := $(BIN)/helm
 export PATH := $(BIN):$(VENV)/bin:$(PATH)
 export MESHRAY_HELM := $(HELM)
 
-.PHONY: help setup venv render test bench
+.PHONY: help setup venv render test check bench
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
@@ -45,7 +45,18 @@ render: setup ## render the chart (VALUES=file) and print manifests plus the por
 test: setup lint-setup ## run the test suite (what CI runs)
 	$(PY) -m pytest -q
 
+# The inner loop for people changing the chart: only the venv and Helm 4, and the fast tests
+# that need no ecosystem tool (marker ecosystem left out; a test needing a tool skips outside
+# CI, so CI is unset here). make test stays what CI runs.
+check: setup ## quick inner loop: the fast tests that need only the venv and Helm 4
+	env -u CI $(PY) -m pytest -q -n auto -m 'not e2e and not cluster and not mesh and not ecosystem'
+
 bench: setup ## time validate + render + audit over every example against bare helm template
 	$(PY) tools/bench/bench.py
+
+# One planted bug at a time, each on a scratch copy, against the fast suite (docs/development.md).
+.PHONY: mutants
+mutants: setup ## plant each curated one-line bug (tools/mutants) and list the ones no fast test catches
+	$(PY) tools/mutants/mutants.py $(MUTANT_ARGS)
 
 -include mk/*.mk

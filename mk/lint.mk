@@ -193,6 +193,7 @@ lint-py: venv
 	$(VENV)/bin/ruff format --check tools/ecosystem $(wildcard tests/test_ecosystem*.py tests/test_gitops*.py)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/ecosystem
+	$(VENV)/bin/mypy --strict tools/mutants tools/dev
 
 lint-helm: lint-setup
 	@set -e; for h in $(HELM) $(HELM3); do \

@@ -32,6 +32,9 @@ from test_ecosystem_support import (
     tool,
 )
 
+# Needs the ecosystem tools `make lint-setup` installs; `make check` leaves it out.
+pytestmark = pytest.mark.ecosystem
+
 schemas = load_script("schemas")
 checks = load_script("check_renders")
 CASES = checks.render_cases()

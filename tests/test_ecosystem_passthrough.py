@@ -14,6 +14,9 @@ import pytest
 import yaml
 from test_ecosystem_support import CHART, load_script, schemas_dir
 
+# Needs the ecosystem tools `make lint-setup` installs; `make check` leaves it out.
+pytestmark = pytest.mark.ecosystem
+
 YAMALE = CHART / "values.schema.yamale"
 
 

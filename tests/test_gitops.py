@@ -21,6 +21,9 @@ from test_ecosystem_support import (
     tool,
 )
 
+# Needs the ecosystem tools `make lint-setup` installs; `make check` leaves it out.
+pytestmark = pytest.mark.ecosystem
+
 checks = load_script("check_renders")
 HEALTH_LUA = GITOPS / "raycluster-health.lua"
 HEALTH_KEY = "resource.customizations.health.ray.io_RayCluster"

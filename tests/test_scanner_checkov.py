@@ -19,6 +19,9 @@ import yaml
 from chart_support import RAYCLUSTER_EXAMPLES
 from test_ecosystem_support import helm, helm_template, load_script, missing
 
+# Needs the ecosystem tools `make lint-setup` installs; `make check` leaves it out.
+pytestmark = pytest.mark.ecosystem
+
 # RayCluster renders (a RayJob's cluster spec is the same: tests/test_render_rayjob.py)
 EXAMPLES = RAYCLUSTER_EXAMPLES
 CASES: list[Path | None] = [None, *EXAMPLES]
