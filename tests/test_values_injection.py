@@ -178,8 +178,9 @@ def fits(text: str, leaf: dict[str, Any], root: dict[str, Any]) -> bool:
 
 def benign(leaf: dict[str, Any], token: str, number: int, root: dict[str, Any]) -> str:
     """A value ``leaf`` accepts that carries ``token`` (or ``number`` for a quantity)."""
+    # a release X.Y.Z (ray.version) carries no letters: its unique number stands for the token
     for text in (token, "/" + token, token + ".example.com", "https://" + token + ".example.com",
-                 "./" + token, "ns/" + token, "2.60.0-" + token, f"{number}m"):
+                 "./" + token, "ns/" + token, "2.60.0-" + token, f"{number}m", f"2.{number}.0"):
         if fits(text, leaf, root):
             return text
     raise AssertionError(f"no benign candidate fits {leaf}")
