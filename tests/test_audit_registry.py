@@ -19,7 +19,6 @@ import pytest
 import test_audit_ambient
 import test_audit_authz
 import test_audit_capture
-import test_audit_cluster
 import test_audit_gatewayapi
 import test_audit_identity
 import test_audit_ingress
@@ -28,6 +27,7 @@ import test_audit_netpolicy
 import test_audit_nodeip
 import test_audit_peerauth
 import test_audit_pods
+import test_audit_portmap
 import test_audit_restricted
 import test_audit_versions
 from chart_support import CHART, EXAMPLES_DIR
@@ -38,7 +38,6 @@ from meshray.render import RenderRequest, render
 from test_audit_ambient import CASES as AMBIENT
 from test_audit_authz import CASES as AUTHZ
 from test_audit_capture import CASES as CAPTURE
-from test_audit_cluster import CASES as CLUSTER
 from test_audit_gatewayapi import CASES as GATEWAYAPI
 from test_audit_groups import CASES as GROUP_CASES
 from test_audit_groups import CLEAN as THREE_GROUPS
@@ -52,6 +51,7 @@ from test_audit_nodeip import CASES as NODEIP
 from test_audit_peerauth import CASES as PEERAUTH
 from test_audit_pods import CASES as PODS
 from test_audit_pods import live_base
+from test_audit_portmap import CASES as PORTMAP
 from test_audit_protocols import CASES as PROTOCOLS
 from test_audit_rayjob import CASES as RAYJOB
 from test_audit_restricted import CASES as RESTRICTED
@@ -60,7 +60,7 @@ from test_audit_versions import CASES as VERSIONS
 
 # the clean variants of the family tests: legal edits that must change no finding
 VARIANTS = [v for m in (test_audit_ambient, test_audit_authz, test_audit_capture,
-                        test_audit_cluster, test_audit_gatewayapi, test_audit_identity,
+                        test_audit_portmap, test_audit_gatewayapi, test_audit_identity,
                         test_audit_ingress, test_audit_netpolicy, test_audit_nodeip,
                         test_audit_peerauth, test_audit_restricted, test_audit_versions)
             for v in m.CLEAN_VARIANTS]
@@ -127,7 +127,7 @@ def test_base_is_clean() -> None:
 
 
 def test_every_check_has_a_triggering_case() -> None:
-    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + NETPOLICY + IDENTITY
+    cases = (PORTMAP + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + NETPOLICY + IDENTITY
              + INGRESS + GATEWAYAPI + AMBIENT + CAPTURE + PODS + RESTRICTED + INPUTS)
     assert {c for c, _, _ in cases} | {c for c, _ in RAYJOB} == set(CHECKS)
 
@@ -136,14 +136,14 @@ def test_every_check_has_a_triggering_case() -> None:
 # base: the three tests each module would repeat run here once, over all of them. Modules with
 # their own base or assertions (capture, identity, pods, protocols, restricted, rayjob) keep
 # their tests.
-COVERED = [test_audit_ambient, test_audit_authz, test_audit_capture, test_audit_cluster,
+COVERED = [test_audit_ambient, test_audit_authz, test_audit_capture, test_audit_portmap,
            test_audit_gatewayapi, test_audit_identity, test_audit_ingress, test_audit_inputs,
            test_audit_netpolicy, test_audit_nodeip, test_audit_peerauth, test_audit_pods,
            test_audit_versions]
-TRIGGERED = [test_audit_ambient, test_audit_authz, test_audit_cluster, test_audit_gatewayapi,
+TRIGGERED = [test_audit_ambient, test_audit_authz, test_audit_portmap, test_audit_gatewayapi,
              test_audit_ingress, test_audit_inputs, test_audit_netpolicy, test_audit_nodeip,
              test_audit_peerauth, test_audit_versions]
-CLEANED = [test_audit_ambient, test_audit_authz, test_audit_cluster, test_audit_ingress,
+CLEANED = [test_audit_ambient, test_audit_authz, test_audit_portmap, test_audit_ingress,
            test_audit_netpolicy, test_audit_nodeip, test_audit_peerauth, test_audit_versions]
 
 
@@ -354,7 +354,7 @@ def corpus() -> list[tuple[Input, list[Finding]]]:
     """Every audit case and clean variant of the family tests on the bases they fit (the
     clean base, the hardened one, the running Pods' base, the three-group bases, the RayJob
     example's render), and the foreign corpus; each with the findings of a whole audit."""
-    cases = (CLUSTER + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + NETPOLICY + IDENTITY
+    cases = (PORTMAP + PROTOCOLS + NODEIP + VERSIONS + PEERAUTH + AUTHZ + NETPOLICY + IDENTITY
              + INGRESS + GATEWAYAPI + AMBIENT + CAPTURE + PODS + RESTRICTED + INPUTS)
     edits = [(f"{c[0]}-{i}", c[-1]) for i, c in enumerate(cases)] + [
         (f"clean-{name}", edit) for name, edit in VARIANTS]

@@ -16,7 +16,6 @@ from . import (
     ambient,
     authz,
     capture,
-    cluster,
     gatewayapi,
     identity,
     ingress,
@@ -25,6 +24,7 @@ from . import (
     nodeip,
     peerauth,
     pods,
+    portmap,
     protocols,
     rayjob,
     restricted,
@@ -36,7 +36,7 @@ from .kinds import ALL as ALL_KINDS
 from .kinds import Kind
 
 # table order of `meshray audit --list-checks` and the generated docs
-FAMILIES = (cluster, protocols, nodeip, versions, peerauth, authz, netpolicy, identity, ingress,
+FAMILIES = (portmap, protocols, nodeip, versions, peerauth, authz, netpolicy, identity, ingress,
             gatewayapi, ambient, capture, pods, restricted, rayjob, inputs)
 ALL: tuple[Check, ...] = tuple(c for family in FAMILIES for c in family.CHECKS)
 # check id -> (default severity, what it catches)
@@ -59,11 +59,11 @@ PREPARE: tuple[InputCheck, ...] = (rayjob.add_clusters,)
 
 # run order, which is also the order of findings of equal severity
 PER_CLUSTER: tuple[ClusterCheck, ...] = (
-    cluster.check_params,
+    portmap.check_params,
     versions.check,
-    cluster.check_pinning,
-    cluster.check_conflicts,
-    cluster.check_service,
+    portmap.check_pinning,
+    portmap.check_conflicts,
+    portmap.check_service,
     protocols.check_cluster,
     nodeip.check,
     peerauth.check_cluster,

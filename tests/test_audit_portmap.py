@@ -1,4 +1,4 @@
-"""meshray/audit/cluster.py: a RayCluster's ports against its headless Service."""
+"""meshray/audit/portmap.py: a RayCluster's ports against its headless Service."""
 
 from __future__ import annotations
 
