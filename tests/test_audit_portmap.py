@@ -48,6 +48,8 @@ CASES: list[Case] = [
      lambda d: head(d)["rayStartParams"].pop("dashboard-agent-grpc-port")),
     ("port-not-pinned", "error",  # Ray < 2.45 serves dashboard gRPC on a random head port
      lambda d: cluster(d)["spec"].update(rayVersion="2.10.0")),
+    ("port-not-pinned", "error",  # 2.44 is the last release that does (docs/ports.md)
+     lambda d: cluster(d)["spec"].update(rayVersion="2.44.0")),
     ("worker-range-not-pinned", "error",
      lambda d: worker(d)["rayStartParams"].pop("max-worker-port")),
     ("worker-range-large", "warning",
@@ -73,6 +75,9 @@ CASES: list[Case] = [
 
 
 CLEAN_VARIANTS: list[tuple[str, Mutation]] = [
+    # from Ray 2.45 the dashboard gRPC port is gone: nothing to pin (the boundary above)
+    ("ray 2.45 without dashboard grpc",
+     lambda d: cluster(d)["spec"].update(rayVersion="2.45.0")),
     # a protocol prefix in the port name is as good as appProtocol for Istio
     ("name prefix instead of appProtocol",
      lambda d: (svc_port(d, 6381).pop("appProtocol"),

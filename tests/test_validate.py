@@ -223,7 +223,9 @@ def test_render_is_skipped_when_the_schema_fails(tmp_path: Path,
     # 4 worker ports per pod, 8 CPUs: far fewer than one per task worker
     ("ports:\n  maxWorkerPort: 10005\nworkerDefaults:\n  resources:\n"
      "    limits: {cpu: '8'}\n    requests: {cpu: '8'}\n", "ports.maxWorkerPort"),
-], ids=["permissive", "port-permissive", "dashboard", "worker-range"])
+    # DISABLE needs the AuthorizationPolicy off (its peers are mTLS identities)
+    ("mesh:\n  authorizationPolicy:\n    enabled: false\nmtls:\n  mode: DISABLE\n", "mtls.mode"),
+], ids=["permissive", "port-permissive", "dashboard", "worker-range", "disable"])
 def test_risky_choices_warn_but_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      body: str, key: str) -> None:
     f = tmp_path / "risky.yaml"
