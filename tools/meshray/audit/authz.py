@@ -33,7 +33,7 @@ from .policies import (
     rule_ports,
     user_ports,
 )
-from .raypods import injection_off
+from .raypods import as_dict, as_list, injection_off, str_list
 
 AUTHZ_PORT_DENIED = Check(
     "authz-port-denied", ERROR,
@@ -56,18 +56,6 @@ CHECKS = (AUTHZ_PORT_DENIED, AUTHZ_ANY_SOURCE, AUTHZ_DASHBOARD_OPEN, AUTHZ_HTTP_
 READS = (*CLUSTERS, SERVICE, AUTHORIZATION_POLICY, NETWORK_POLICY)
 
 _METRICS = ("metrics-export-port", "autoscaler-metrics", "dashboard-metrics")
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _strs(value: Any) -> list[str]:
-    return [str(v) for v in _list(value)]
 
 
 def _groups(ctx: Context) -> Iterator[tuple[Cluster, Manifest, Group]]:
@@ -167,13 +155,13 @@ def _check_http_on_tcp(ctx: Context, g: Group, p: Policy, tcp: set[int]) -> None
 
 def _selects(selector: Any, labels: dict[str, str]) -> bool:
     """A Kubernetes LabelSelector against labels (an empty selector selects everything)."""
-    sel = _dict(selector)
-    for k, v in _dict(sel.get("matchLabels")).items():
+    sel = as_dict(selector)
+    for k, v in as_dict(sel.get("matchLabels")).items():
         if labels.get(str(k)) != str(v):
             return False
-    for expr in _list(sel.get("matchExpressions")):
-        e = _dict(expr)
-        key, op, values = str(e.get("key")), str(e.get("operator")), _strs(e.get("values"))
+    for expr in as_list(sel.get("matchExpressions")):
+        e = as_dict(expr)
+        key, op, values = str(e.get("key")), str(e.get("operator")), str_list(e.get("values"))
         has = key in labels
         ok = {"In": has and labels.get(key) in values,
               "NotIn": not has or labels.get(key) not in values,
@@ -184,14 +172,14 @@ def _selects(selector: Any, labels: dict[str, str]) -> bool:
 
 
 def _ingress_policy(np: Manifest) -> bool:
-    spec = _dict(np.obj.get("spec"))
-    types = _strs(spec.get("policyTypes"))
+    spec = as_dict(np.obj.get("spec"))
+    types = str_list(spec.get("policyTypes"))
     return "Ingress" in types or not types
 
 
 def _ns_selects(selector: Any, ns: str) -> bool:
-    sel = _dict(selector)
-    name = _dict(sel.get("matchLabels")).get("kubernetes.io/metadata.name")
+    sel = as_dict(selector)
+    name = as_dict(sel.get("matchLabels")).get("kubernetes.io/metadata.name")
     return name is None or str(name) == ns  # other labels: not visible here, assume they match
 
 
@@ -226,7 +214,7 @@ def _check_netpols(ctx: Context) -> None:
     for c, _, g in _groups(ctx):
         pod = g.pod_labels(c.name)
         selecting = [(np, ns) for np, ns in netpols if ns == c.namespace
-                     and _selects(_dict(np.obj.get("spec")).get("podSelector"), pod)]
+                     and _selects(as_dict(np.obj.get("spec")).get("podSelector"), pod)]
         if not selecting:
             continue
         named = {str(p.get("name")): n for p in g.container_ports()
@@ -235,9 +223,9 @@ def _check_netpols(ctx: Context) -> None:
         for peer in c.groups:
             peer_labels = peer.pod_labels(c.name)
             missing = [n for n in sorted(needed) if not any(
-                _rule_admits(_dict(rule), ns, c, peer_labels, n, named)
+                _rule_admits(as_dict(rule), ns, c, peer_labels, n, named)
                 for np, ns in selecting
-                for rule in _list(_dict(np.obj.get("spec")).get("ingress")))]
+                for rule in as_list(as_dict(np.obj.get("spec")).get("ingress")))]
             if missing:
                 ctx.add(NETPOL_PORT_BLOCKED, selecting[0][0], "spec.ingress", compress(missing),
                         f"NetworkPolicies ({', '.join(np.name for np, _ in selecting)}) select "
@@ -249,8 +237,8 @@ def _check_netpols(ctx: Context) -> None:
 
 def _rule_admits(rule: dict[str, Any], ns: str, c: Cluster, peer: dict[str, str], port: int,
                  named: dict[str, int]) -> bool:
-    peers = _list(rule.get("from"))
-    if peers and not any(_peer_admits(_dict(p), ns, c, peer) for p in peers):
+    peers = as_list(rule.get("from"))
+    if peers and not any(_peer_admits(as_dict(p), ns, c, peer) for p in peers):
         return False
-    ports = _list(rule.get("ports"))
-    return not ports or any(_port_admits(_dict(e), port, named) for e in ports)
+    ports = as_list(rule.get("ports"))
+    return not ports or any(_port_admits(as_dict(e), port, named) for e in ports)

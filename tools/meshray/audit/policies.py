@@ -45,6 +45,7 @@ from ..manifests import Manifest
 from ..protocol import declared_protocol
 from ..raymodel import Cluster, Group, as_int
 from .context import Context
+from .raypods import as_dict, as_list, str_list
 
 USER_FACING = ("dashboard-port", "ray-client-server-port")
 _L7 = {"http", "http2", "grpc", "grpc-web"}  # the rest (tcp, tls, https...) get a TCP chain
@@ -54,18 +55,6 @@ _RESTRICTING_SOURCE = ("principals", "namespaces", "ipBlocks", "remoteIpBlocks",
                        "requestPrincipals")
 _SOURCE_KEYS = ("source.principal", "source.namespace", "source.ip", "remote.ip",
                 "request.auth.principal")
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _strs(value: Any) -> list[str]:
-    return [str(v) for v in _list(value)]
 
 
 def ray_ports(g: Group) -> dict[int, str]:
@@ -96,7 +85,7 @@ class Policy:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return _dict(self.manifest.obj.get("spec"))
+        return as_dict(self.manifest.obj.get("spec"))
 
     @property
     def action(self) -> str:
@@ -108,11 +97,12 @@ class Policy:
 
     @property
     def labels(self) -> dict[str, str]:
-        labels = _dict(_dict(self.spec.get("selector")).get("matchLabels"))
+        labels = as_dict(as_dict(self.spec.get("selector")).get("matchLabels"))
         return {str(k): str(v) for k, v in labels.items()}
 
     def rules(self) -> list[tuple[int, dict[str, Any]]]:
-        return [(i, r) for i, r in enumerate(_list(self.spec.get("rules"))) if isinstance(r, dict)]
+        rules = enumerate(as_list(self.spec.get("rules")))
+        return [(i, r) for i, r in rules if isinstance(r, dict)]
 
     def applies(self, ctx: Context, c: Cluster, g: Group) -> bool:
         if self.targeted or self.namespace not in {c.namespace, ctx.root_namespace}:
@@ -123,14 +113,14 @@ class Policy:
 
 def _operations(rule: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The rule's operations; None when it has no ``to`` (any operation)."""
-    to = _list(rule.get("to"))
+    to = as_list(rule.get("to"))
     if not to:
         return None
-    return [_dict(_dict(t).get("operation")) for t in to]
+    return [as_dict(as_dict(t).get("operation")) for t in to]
 
 
 def _op_admits(op: dict[str, Any], port: int) -> bool:
-    ports, not_ports = _strs(op.get("ports")), _strs(op.get("notPorts"))
+    ports, not_ports = str_list(op.get("ports")), str_list(op.get("notPorts"))
     if ports and str(port) not in ports:
         return False
     return str(port) not in not_ports
@@ -146,7 +136,7 @@ def rule_ports(rule: dict[str, Any], ports: set[int]) -> set[int]:
 
 def _open_source(source: dict[str, Any]) -> bool:
     for key in _RESTRICTING_SOURCE:
-        values = _strs(source.get(key))
+        values = str_list(source.get(key))
         if values and "*" not in values:
             return False
     return True
@@ -155,27 +145,27 @@ def _open_source(source: dict[str, Any]) -> bool:
 def any_source(rule: dict[str, Any]) -> bool:
     """The rule admits any peer: no ``from``, or one source that restricts nothing, and no
     ``when`` condition on the peer's identity or address."""
-    for cond in _list(rule.get("when")):
-        cond = _dict(cond)
+    for cond in as_list(rule.get("when")):
+        cond = as_dict(cond)
         key = str(cond.get("key") or "")
-        values = _strs(cond.get("values"))
+        values = str_list(cond.get("values"))
         if key in _SOURCE_KEYS and values and "*" not in values:
             return False
-    sources = _list(rule.get("from"))
-    return not sources or any(_open_source(_dict(_dict(f).get("source"))) for f in sources)
+    sources = as_list(rule.get("from"))
+    return not sources or any(_open_source(as_dict(as_dict(f).get("source"))) for f in sources)
 
 
 def http_fields(rule: dict[str, Any]) -> list[str]:
     """The HTTP-only fields a rule uses, as paths inside the rule."""
     out: list[str] = []
-    for i, f in enumerate(_list(rule.get("from"))):
-        src = _dict(_dict(f).get("source"))
+    for i, f in enumerate(as_list(rule.get("from"))):
+        src = as_dict(as_dict(f).get("source"))
         out += [f"from[{i}].source.{k}" for k in _HTTP_SOURCE if src.get(k)]
-    for i, t in enumerate(_list(rule.get("to"))):
-        op = _dict(_dict(t).get("operation"))
+    for i, t in enumerate(as_list(rule.get("to"))):
+        op = as_dict(as_dict(t).get("operation"))
         out += [f"to[{i}].operation.{k}" for k in _HTTP_OPERATION if op.get(k)]
-    for i, cond in enumerate(_list(rule.get("when"))):
-        key = str(_dict(cond).get("key") or "")
+    for i, cond in enumerate(as_list(rule.get("when"))):
+        key = str(as_dict(cond).get("key") or "")
         if key.startswith(("request.headers", "request.auth.")):
             out.append(f"when[{i}].key={key}")
     return out
@@ -239,23 +229,23 @@ def names_principal(rule: dict[str, Any], namespace: str, service_account: str) 
     def principal(p: str, _: str) -> bool:
         return principal_matches(p, namespace, service_account)
 
-    for cond in _list(rule.get("when")):
-        cond = _dict(cond)
+    for cond in as_list(rule.get("when")):
+        cond = as_dict(cond)
         key = str(cond.get("key") or "")
         by = principal if key == "source.principal" else (
             _value_matches if key == "source.namespace" else None)
         if by is None:
             continue
-        if not ok(_strs(cond.get("values")), namespace, by) or hit(
-                _strs(cond.get("notValues")), namespace, by):
+        if not ok(str_list(cond.get("values")), namespace, by) or hit(
+                str_list(cond.get("notValues")), namespace, by):
             return False
-    for f in _list(rule.get("from")):
-        src = _dict(_dict(f).get("source"))
-        named = [p for p in _strs(src.get("principals")) if p != "*"]
+    for f in as_list(rule.get("from")):
+        src = as_dict(as_dict(f).get("source"))
+        named = [p for p in str_list(src.get("principals")) if p != "*"]
         if (hit(named, namespace, principal)
-                and not hit(_strs(src.get("notPrincipals")), namespace, principal)
-                and ok(_strs(src.get("namespaces")), namespace, _value_matches)
-                and not hit(_strs(src.get("notNamespaces")), namespace, _value_matches)):
+                and not hit(str_list(src.get("notPrincipals")), namespace, principal)
+                and ok(str_list(src.get("namespaces")), namespace, _value_matches)
+                and not hit(str_list(src.get("notNamespaces")), namespace, _value_matches)):
             return True
     return False
 

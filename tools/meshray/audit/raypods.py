@@ -36,6 +36,11 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def str_list(value: Any) -> list[str]:
+    """A list's items as text; anything but a list is empty."""
+    return [str(v) for v in as_list(value)]
+
+
 def strings(value: Any) -> dict[str, str]:
     """A labels or annotations mapping, keys and values as strings."""
     return {str(k): "" if v is None else str(v) for k, v in as_dict(value).items()}
