@@ -29,6 +29,8 @@ from .policies import (
     authorization_policies,
     http_fields,
     l4_ports,
+    namespace_may_be,
+    netpol_port_admits,
     ray_ports,
     rule_ports,
     user_ports,
@@ -177,36 +179,15 @@ def _ingress_policy(np: Manifest) -> bool:
     return "Ingress" in types or not types
 
 
-def _ns_selects(selector: Any, ns: str) -> bool:
-    sel = as_dict(selector)
-    name = as_dict(sel.get("matchLabels")).get("kubernetes.io/metadata.name")
-    return name is None or str(name) == ns  # other labels: not visible here, assume they match
-
-
 def _peer_admits(peer: dict[str, Any], np_ns: str, c: Cluster, labels: dict[str, str]) -> bool:
     if "ipBlock" in peer and "podSelector" not in peer and "namespaceSelector" not in peer:
         return True  # a CIDR may hold the pod network: pod IPs are not known here
     if "namespaceSelector" in peer:
-        if not _ns_selects(peer["namespaceSelector"], c.namespace):
+        if not namespace_may_be(peer["namespaceSelector"], c.namespace):
             return False
     elif np_ns != c.namespace:
         return False
     return _selects(peer.get("podSelector"), labels)
-
-
-def _port_admits(entry: dict[str, Any], port: int, named: dict[str, int]) -> bool:
-    if str(entry.get("protocol") or "TCP").upper() != "TCP":
-        return False
-    raw = entry.get("port")
-    if raw is None:
-        return True
-    n = as_int(raw)
-    if n is None:
-        n = named.get(str(raw))
-    if n is None:
-        return False
-    end = as_int(entry.get("endPort"))
-    return n <= port <= end if end is not None else n == port
 
 
 def _check_netpols(ctx: Context) -> None:
@@ -241,4 +222,4 @@ def _rule_admits(rule: dict[str, Any], ns: str, c: Cluster, peer: dict[str, str]
     if peers and not any(_peer_admits(as_dict(p), ns, c, peer) for p in peers):
         return False
     ports = as_list(rule.get("ports"))
-    return not ports or any(_port_admits(as_dict(e), port, named) for e in ports)
+    return not ports or any(netpol_port_admits(e, port, named) for e in ports)

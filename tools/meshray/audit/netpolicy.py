@@ -24,10 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..manifests import Manifest
-from ..raymodel import Cluster, Group, as_int
+from ..raymodel import Cluster, Group
 from .context import Context
 from .findings import ERROR, Check, yaml_text
 from .kinds import CLUSTERS
+from .policies import NS_NAME, namespace_may_be, netpol_port_admits
 from .raypods import DATAPLANE, as_dict, as_list, injection_off, strings
 
 NETPOL_BLOCKS_ISTIOD = Check(
@@ -39,7 +40,6 @@ READS = CLUSTERS  # each Ray cluster's own spec.networkPolicy
 
 ISTIOD_PORT = 15012  # xDS and the certificate authority, over mTLS
 EGRESS_MODES = ("DenyAll", "DenyAllEgress")  # the modes that give the policies an egress part
-NS_NAME = "kubernetes.io/metadata.name"  # the label every Namespace carries with its name
 
 
 def _rules(policy: dict[str, Any], g: Group) -> tuple[str, list[Any]]:
@@ -53,46 +53,12 @@ def _rules(policy: dict[str, Any], g: Group) -> tuple[str, list[Any]]:
     return "worker.egressRules", as_list(as_dict(policy.get("worker")).get("egressRules"))
 
 
-def _port_admits(entry: Any, port: int) -> bool:
-    e = as_dict(entry)
-    if str(e.get("protocol") or "TCP").upper() != "TCP":
-        return False
-    raw = e.get("port")
-    if raw is None:
-        return True
-    n = as_int(raw)
-    if n is None:
-        return isinstance(raw, str)  # a named port: istiod's container may carry the name
-    end = as_int(e.get("endPort"))
-    return n <= port <= end if end is not None else n == port
-
-
-def _namespace_may_be(selector: Any, namespace: str) -> bool:
-    """A namespaceSelector may pick ``namespace`` (labels other than its name are not seen
-    here, so they are assumed to match)."""
-    sel = as_dict(selector)
-    name = strings(sel.get("matchLabels")).get(NS_NAME)
-    if name is not None and name != namespace:
-        return False
-    for expr in as_list(sel.get("matchExpressions")):
-        e = as_dict(expr)
-        if str(e.get("key")) != NS_NAME:
-            continue
-        values = [str(v) for v in as_list(e.get("values"))]
-        op = str(e.get("operator"))
-        if (op == "In" and namespace not in values) or (op == "NotIn" and namespace in values):
-            return False
-        if op == "DoesNotExist":
-            return False
-    return True
-
-
 def _peer_may_be_istiod(peer: Any, own_ns: str, root_ns: str) -> bool:
     p = as_dict(peer)
     if "ipBlock" in p and "podSelector" not in p and "namespaceSelector" not in p:
         return True  # a CIDR may hold istiod's pod IP: pod IPs are not in the input
     if "namespaceSelector" in p:
-        return _namespace_may_be(p["namespaceSelector"], root_ns)
+        return namespace_may_be(p["namespaceSelector"], root_ns)
     return own_ns == root_ns  # a bare podSelector picks pods of the policy's namespace
 
 
@@ -100,7 +66,7 @@ def reaches_istiod(rule: Any, own_ns: str, root_ns: str) -> bool:
     """An egress rule admits a connection to istiod's port 15012."""
     r = as_dict(rule)
     ports = as_list(r.get("ports"))
-    if ports and not any(_port_admits(e, ISTIOD_PORT) for e in ports):
+    if ports and not any(netpol_port_admits(e, ISTIOD_PORT) for e in ports):
         return False
     peers = as_list(r.get("to"))
     return not peers or any(_peer_may_be_istiod(p, own_ns, root_ns) for p in peers)

@@ -1,6 +1,6 @@
-"""How Istio reads an AuthorizationPolicy around Ray pods, as modelled, and which of a
-group's ports Ray needs: the ground the ``authz``, ``identity`` and ``rayjob`` families
-share.
+"""How Istio reads an AuthorizationPolicy around Ray pods, as modelled, which of a group's
+ports Ray needs, and how a NetworkPolicy's ports and namespace selectors read: the ground the
+``authz``, ``identity``, ``netpolicy`` and ``rayjob`` families share.
 
 Istio's semantics (AuthorizationPolicy reference, security.istio.io v1/v1beta1), as modelled:
 
@@ -267,3 +267,50 @@ def l4_ports(ctx: Context, c: Cluster, g: Group) -> set[int]:
         for n, proto in c.head_service_protocols().items():
             protocols.setdefault(n, set()).add(proto)
     return {n for n, ps in protocols.items() if "" not in ps and not ps & _L7}
+
+
+# ---------------------------------------------------------------- NetworkPolicy readers
+
+NS_NAME = "kubernetes.io/metadata.name"  # the label every Namespace carries with its name
+
+
+def netpol_port_admits(entry: Any, port: int, named: dict[str, int] | None = None) -> bool:
+    """A NetworkPolicy ``ports`` entry admits TCP ``port``. A named port resolves through
+    ``named`` (the target pods' container ports); without that table (pods the input does not
+    show) any name may be the port."""
+    e = as_dict(entry)
+    if str(e.get("protocol") or "TCP").upper() != "TCP":
+        return False
+    raw = e.get("port")
+    if raw is None:
+        return True
+    n = as_int(raw)
+    if n is None:
+        if named is None:
+            return isinstance(raw, str)
+        n = named.get(str(raw))
+    if n is None:
+        return False
+    end = as_int(e.get("endPort"))
+    return n <= port <= end if end is not None else n == port
+
+
+def namespace_may_be(selector: Any, namespace: str) -> bool:
+    """A namespaceSelector may pick ``namespace``: read through the name label Kubernetes sets
+    on every Namespace (matchLabels and matchExpressions); other labels are not in the input,
+    so they are assumed to match."""
+    sel = as_dict(selector)
+    name = as_dict(sel.get("matchLabels")).get(NS_NAME)
+    if name is not None and str(name) != namespace:
+        return False
+    for expr in as_list(sel.get("matchExpressions")):
+        e = as_dict(expr)
+        if str(e.get("key")) != NS_NAME:
+            continue
+        values = str_list(e.get("values"))
+        op = str(e.get("operator"))
+        if (op == "In" and namespace not in values) or (op == "NotIn" and namespace in values):
+            return False
+        if op == "DoesNotExist":
+            return False
+    return True
