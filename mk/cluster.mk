@@ -8,7 +8,7 @@
 # from its own module: the proxy serves ray-operator v1.1.0 ... v1.6.2 but refuses v1.7.0's
 # source, @latest and the version list, so `go install` (which asks for deprecation notices)
 # aborts; building inside the downloaded module works, against the module's own go.sum.
-# Builds are cached in bin/ (gitignored) and Go's build cache: cold about 10 min, warm 0.
+# Builds are cached in bin/ (gitignored) and Go's build cache; docs/cluster-e2e.md has the build times.
 
 KUBERAY_VERSIONS  ?= v1.1.0 v1.6.2
 # CNCF distribution: the OCI registry `helm push` / `helm install oci://` are tested against.

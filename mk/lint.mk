@@ -42,7 +42,7 @@ lint-tools: $(STAMPS)/helm3-$(HELM3_VERSION) $(STAMPS)/ct-$(CT_VERSION) \
 	$(STAMPS)/kubeconform-$(KUBECONFORM_VERSION) $(STAMPS)/istioctl-$(ISTIO_MODULE_VERSION) \
 	$(STAMPS)/glua-$(GOPHER_LUA_VERSION) $(STAMPS)/checkov
 
-# checkov (static scanner of the Ray pod templates, tests/test_scanner_checkov.py) lives in its
+# checkov (static scanner of the Ray pod templates, tests/ecosystem/test_scanner_checkov.py) lives in its
 # own virtualenv under .cache/: its dependencies pin packaging below what pytest needs. The
 # version is pinned in the script (CHECKOV_VERSION), which the stamp follows.
 $(STAMPS)/checkov: $(ECO)/checkov_scan.py | venv
@@ -190,7 +190,7 @@ lint: lint-setup lint-py lint-helm lint-ct lint-ecosystem lint-helm3-suite ## he
 
 lint-py: venv
 	$(VENV)/bin/ruff check tools tests
-	$(VENV)/bin/ruff format --check tools/ecosystem $(wildcard tests/test_ecosystem*.py tests/test_gitops*.py)
+	$(VENV)/bin/ruff format --check tools/ecosystem $(wildcard tests/ecosystem/*ecosystem*.py tests/ecosystem/test_gitops*.py)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools/ecosystem
 	$(VENV)/bin/mypy --strict tools/mutants tools/dev

@@ -41,7 +41,7 @@ mesh-e2e: setup lint-setup cluster-deps mesh-bins $(STAMPS)/bench-extra ## what 
 # Not a test: the sidecar config istiod sends a Ray worker Pod and a Pod in another namespace
 # (LDS+CDS+RDS+EDS bytes, listeners, clusters) per worker ports x replicas x rayTls x exportTo,
 # for meshray and the KubeRay guide's YAML (tools/bench/bench_mesh.py); writes
-# docs/mesh-cost.{json,md,png} (tests/test_mesh_cost.py then wants tools/meshray/meshcost.py to
+# docs/mesh-cost.{json,md,png} (tests/cli/test_mesh_cost.py then wants tools/meshray/meshcost.py to
 # match). BENCH_MESH_ARGS=--quick: a subset, into .cache/bench-mesh.json only.
 BENCH_MESH_ARGS ?= --docs $(ROOT)/docs
 bench-mesh: setup cluster-deps mesh-bins $(STAMPS)/bench-extra ## Istio config size of Ray and other sidecars vs worker ports, replicas, rayTls, exportTo (real istiod)

@@ -1,5 +1,5 @@
 """What the tests of the Ray pods' AuthorizationPolicy give the chart and expect back, shared by
-the render tests (tests/test_render_security.py) and the real istiod's (tests/mesh/
+the render tests (tests/render/test_render_security.py) and the real istiod's (tests/mesh/
 test_authorization.py): one principal per user-facing kind of port, and the oracle of who may
 reach a port, from what opens it in `ray start` (a flag or env var, REFERENCE §1)."""
 

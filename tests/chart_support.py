@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "meshray"
 SHARED = REPO.parent / "shared"
 EXAMPLES_DIR = REPO / "values-examples"
+# Test data the suites in every tests/ folder share (fixtures/README-style notes live beside it).
+FIXTURES = REPO / "tests" / "fixtures"
 # Values files at the top of values-examples/ (gitops/ holds Argo CD / Flux objects, not values).
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 
@@ -33,7 +35,7 @@ def workload_kind(values_file: Path | None) -> str:
 
 # Examples that render a RayCluster: the suites that read a RayCluster's spec run over these;
 # a RayJob's embedded cluster spec is checked equal to the RayCluster the same values render
-# (tests/test_render_rayjob.py), so what holds for one holds for the other.
+# (tests/render/test_render_rayjob.py), so what holds for one holds for the other.
 RAYCLUSTER_EXAMPLES = [p for p in EXAMPLES if workload_kind(p) == "RayCluster"]
 RAYJOB_EXAMPLES = [p for p in EXAMPLES if workload_kind(p) == "RayJob"]
 

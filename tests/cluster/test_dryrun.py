@@ -1,6 +1,6 @@
 """Bad values against the real API server: `helm install --dry-run=server`.
 
-Every bad-values case of tests/test_render_failures.py must be refused the same way when helm
+Every bad-values case of tests/render/test_render_failures.py must be refused the same way when helm
 talks to a real API server (the chart's own message, naming key and value), so a server-side
 dry run in a pipeline (Argo CD, Flux, `helm upgrade --dry-run=server`) says what the chart says.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from cases import OPERATOR_SETS
 from kube import CHART, HELMS, REPO, Cluster, Helm
-from test_render_failures import CASES
+from refusal_cases import CASES
 
 # (id, helm args, substrings of the server's refusal). Quantities with a space, invalid label
 # and annotation keys, env entries without a name and a string runAsUser were here too: the

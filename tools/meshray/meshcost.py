@@ -1,7 +1,7 @@
 """The mesh cost meshray quotes, measured with the real istiod: one run of `make bench-mesh`
 (tools/bench/bench_mesh.py), whose output is committed as docs/mesh-cost.json and tabled in
 docs/mesh-cost.md. Sizes are the LDS + CDS + RDS + EDS istiod sends a sidecar, as compact
-protojson. tests/test_mesh_cost.py recomputes each number below from that JSON, so a new run
+protojson. tests/cli/test_mesh_cost.py recomputes each number below from that JSON, so a new run
 must come with new numbers here (and the README's table).
 
 Used by `meshray validate`'s warnings; the chart's ceiling on Ray-TLS listeners

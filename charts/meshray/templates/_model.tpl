@@ -6,7 +6,7 @@ port list for each group, env block and Service).
 Helm gives every template of a chart the same .Values map, so the first template that needs
 the model builds it and keeps it there under the private key "_meshrayModel"; every later
 template reuses it. The key never reaches the output: no template prints .Values whole, helm
-neither prints nor stores the map templates render with (tests/test_render_model.py checks
+neither prints nor stores the map templates render with (tests/render/test_render_model.py checks
 manifests, NOTES and --debug values), and values.schema.json (additionalProperties: false)
 refuses the key in a values file.
 Usage, at the top of a template:
