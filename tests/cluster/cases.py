@@ -26,6 +26,13 @@ OPERATOR_SETS: dict[str, tuple[str, ...]] = {
     "v1.1.0": ("kuberay.upgradeStrategy=", "kuberay.version=1.1.0"),
 }
 
+# The labels of the namespaces test_install.py installs into: the API server's PodSecurity
+# admission enforces the restricted standard (at its own version) on every Pod created there.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
 
 def namespace(helm: str, case: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{helm}-{case}".lower())[:63].strip("-")

@@ -234,6 +234,16 @@ def ray_pods(core: client.CoreV1Api, ns: str, cluster: str | None = None) -> lis
     return list(core.list_namespaced_pod(ns, label_selector=sel).items)
 
 
+def pod_security_refusals(core: client.CoreV1Api, ns: str) -> list[str]:
+    """The Events of a namespace that carry a PodSecurity admission refusal (the operator
+    records each failed Pod creation with the API server's message)."""
+    return [
+        str(e.message)
+        for e in core.list_namespaced_event(ns).items
+        if "violates PodSecurity" in str(e.message or "")
+    ]
+
+
 def running(pods: list[Any]) -> bool:
     return bool(pods) and all(
         p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp

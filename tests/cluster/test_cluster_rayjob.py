@@ -34,7 +34,13 @@ from typing import Any
 
 import pytest
 import yaml
-from cases import OPERATOR_SETS, RAYJOB_CASES, RAYJOB_OPERATOR_SETS, operator_group
+from cases import (
+    OPERATOR_SETS,
+    RAYJOB_CASES,
+    RAYJOB_OPERATOR_SETS,
+    RESTRICTED,
+    operator_group,
+)
 from kube import (
     CHART,
     HELMS,
@@ -275,6 +281,15 @@ class Env:
 
 def _install(env: Env, key: str) -> None:
     r = env.rels[key]
+    # Every namespace enforces restricted Pod Security (the API server's admission checks the
+    # operator's Pods and the Job controller's submitter Pods), except SidecarMode's, whose
+    # operator-made submitter container has no securityContext (test_sidecar_mode).
+    labels = {} if "podSecurity.enabled=false" in r.args else RESTRICTED
+    try:
+        env.core.create_namespace({"metadata": {"name": r.ns, "labels": labels}})
+    except ApiException as e:
+        if e.status != 409:  # a namespace two releases share
+            raise
     if r.hold:
         env.cluster.kubelet.hold(r.ns)
     started = time.monotonic()
@@ -696,6 +711,9 @@ def test_submitter_pod_and_job_complete(env: Env) -> None:
     assert jl.get("ray.io/originated-from-crd") == "RayJob", jl
 
     pod = env.submitter_pod("main")
+    # the Job controller's submitter Pod was admitted by a namespace enforcing restricted
+    ns_labels = env.core.read_namespace(r.ns).metadata.labels or {}
+    assert {k: ns_labels.get(k) for k in RESTRICTED} == RESTRICTED, ns_labels
     labels = pod.metadata.labels or {}
     ann = pod.metadata.annotations or {}
     assert labels.get("meshray.io/submitter") == r.job, labels

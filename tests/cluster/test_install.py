@@ -6,6 +6,11 @@ its own namespace, all at once. Then: the objects read back equal what helm sent
 server and CRD defaults named in SERVER_DEFAULTS; the Pods the operator made pass the port
 oracle (oracle.py); the operator's own head Service is what REFERENCE §2 says; and helm
 uninstall leaves nothing behind.
+
+Every namespace enforces the restricted Pod Security Standard (RESTRICTED, created before the
+install): the API server's own PodSecurity admission checks each Pod the operator creates, so
+a Pod outside the standard is never created and its release's wait names it. The negative
+control (a values file that leaves the standard is refused there) is test_pod_security.py.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
-from cases import CASES, namespace, value_args
+from cases import CASES, RESTRICTED, namespace, value_args
 from kube import (
     HELMS,
     Cluster,
     Helm,
     diff_paths,
     get_live,
+    pod_security_refusals,
     ray_pods,
     running,
     strip_server_fields,
@@ -85,10 +91,13 @@ class Installed:
 def installed(cluster: Cluster) -> Installed:
     inst = Installed(cluster)
 
+    core = client.CoreV1Api(cluster.api)
+
     def one(key: tuple[str, str]) -> None:
         helm_name, case = key
         helm = Helm(HELMS[helm_name], cluster.kubeconfig)
         ns = namespace(helm_name, case)
+        core.create_namespace({"metadata": {"name": ns, "labels": RESTRICTED}})
         res = helm.run(
             "install",
             RELEASE,
@@ -105,17 +114,20 @@ def installed(cluster: Cluster) -> Installed:
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, PARAMS))
-    core = client.CoreV1Api(cluster.api)
     for key, docs in inst.manifests.items():
         ns = namespace(*key)
         for name, n in _expected_pods(docs).items():
-            wait_for(
-                f"{n} running pods of {ns}/{name}",
-                lambda ns=ns, name=name, n=n: (
-                    len(p := ray_pods(core, ns, name)) == n and running(p)
-                ),
-                timeout=120,
-            )
+            try:
+                wait_for(
+                    f"{n} running pods of {ns}/{name}",
+                    lambda ns=ns, name=name, n=n: (
+                        len(p := ray_pods(core, ns, name)) == n and running(p)
+                    ),
+                    timeout=120,
+                )
+            except AssertionError as e:
+                refused = "\n".join(pod_security_refusals(core, ns))
+                raise AssertionError(f"{e}\nPodSecurity refusals:\n{refused or '(none)'}") from e
     return inst
 
 
@@ -136,6 +148,19 @@ def test_install_succeeds(installed: Installed, helm: str, case: str) -> None:
     docs = _require(installed, (helm, case))
     kinds = {d["kind"] for d in docs}
     assert {"RayCluster", "Service", "PeerAuthentication"} <= kinds
+
+
+@pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)
+def test_pods_admitted_under_restricted(installed: Installed, helm: str, case: str) -> None:
+    """Every Pod the operator makes from the release was admitted by a namespace that enforces
+    the restricted Pod Security Standard: the namespace holds the labels, and the Pods exist."""
+    docs = _require(installed, (helm, case))
+    core = client.CoreV1Api(installed.cluster.api)
+    ns = namespace(helm, case)
+    labels = core.read_namespace(ns).metadata.labels or {}
+    assert {k: labels.get(k) for k in RESTRICTED} == RESTRICTED
+    for name, n in _expected_pods(docs).items():
+        assert len(ray_pods(core, ns, name)) == n, f"{ns}/{name}: not every Pod was admitted"
 
 
 @pytest.mark.parametrize(("helm", "case"), PARAMS, ids=IDS)

@@ -31,7 +31,9 @@ proxy or dropping the proxy's restartPolicy by hand makes the checks report it; 
 from __future__ import annotations
 
 import copy
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,6 +107,8 @@ class OperatorPods:
     version: str
     # (operator init container injection, chart release, ray.io/node-type) -> Pod manifest
     pods: dict[tuple[str, str, str], dict[str, Any]]
+    # the control plane's API client, alive for the module (Pod Security admission below)
+    api: Any = None
 
     def pod(self, injection: str, release: str, role: str = "worker") -> dict[str, Any]:
         return copy.deepcopy(self.pods[(injection, release, role)])
@@ -151,7 +155,7 @@ def operator_pods(request: pytest.FixtureRequest) -> Iterator[OperatorPods]:
                 for p in live:
                     role = p.metadata.labels["ray.io/node-type"]
                     pods[(injection, release, role)] = pod_manifest(api, p)
-        yield OperatorPods(version, pods)
+        yield OperatorPods(version, pods, api)
     finally:
         cp.stop()
 
@@ -378,3 +382,105 @@ def test_the_chart_as_shipped_gets_a_native_proxy_before_wait_gcs_ready(
         assert not runs_before_proxy(worker, WAIT), (setting, describe(worker))
     plain = inject(istio["default"], operator_pods.pod("on", "plain"))
     assert not native(plain) and runs_before_proxy(plain, WAIT)
+
+
+# ---- Pod Security admission of the injected Pods ----------------------------------------------
+# The levels of the Pod Security Standards a namespace can enforce, strictest last.
+LEVELS = ("baseline", "restricted")
+# What the API server's PodSecurity admission did with the Pods, measured (the table test below
+# writes every cell): the operator's Pods as the chart makes them pass "restricted" with or
+# without the operator's wait-gcs-ready; Istio's default injection adds istio-init (NET_ADMIN,
+# NET_RAW, uid 0), which even "baseline" refuses; with istio-cni the init container is
+# istio-validation (uid 1337, every capability dropped) and "restricted" admits the Pod.
+ADMITTED: dict[str, dict[str, bool]] = {
+    "none": {"baseline": True, "restricted": True},
+    "default": {"baseline": False, "restricted": False},
+    "native": {"baseline": False, "restricted": False},
+    "cni": {"baseline": True, "restricted": True},
+    "cni-native": {"baseline": True, "restricted": True},
+}
+
+
+def _admission_namespaces(op: OperatorPods) -> None:
+    """psa-<level> namespaces enforcing each level, holding the ServiceAccounts the Pods name."""
+    core = client.CoreV1Api(op.api)
+    accounts = {str(p["spec"].get("serviceAccountName") or "default") for p in op.pods.values()}
+    for level in LEVELS:
+        ns = f"psa-{level}"
+        try:
+            core.read_namespace(ns)
+            continue
+        except client.ApiException:
+            pass
+        labels = {f"pod-security.kubernetes.io/{k}": v for k, v in
+                  (("enforce", level), ("enforce-version", "latest"))}
+        core.create_namespace({"metadata": {"name": ns, "labels": labels}})
+        for sa in accounts - {"default"}:
+            core.create_namespaced_service_account(ns, {"metadata": {"name": sa}})
+
+
+def admission(op: OperatorPods, pod: dict[str, Any], level: str) -> str | None:
+    """None when a namespace enforcing `level` admits `pod` (a server-side dry run: admission
+    runs, nothing is stored), else the API server's reason."""
+    _admission_namespaces(op)
+    body = copy.deepcopy(pod)
+    meta = body["metadata"]
+    body["metadata"] = {"name": "psa-probe", "labels": meta.get("labels") or {},
+                        "annotations": meta.get("annotations") or {}}
+    body["spec"].pop("nodeName", None)
+    try:
+        client.CoreV1Api(op.api).create_namespaced_pod(f"psa-{level}", body, dry_run="All")
+    except client.ApiException as e:
+        assert e.status == 403, e.body
+        return str(json.loads(e.body)["message"])
+    return None
+
+
+def _injected(op: OperatorPods, istio: dict[str, Injector], mesh: str, injection: str,
+              role: str) -> dict[str, Any]:
+    pod = op.pod(injection, "chart", role)
+    return pod if mesh == "none" else inject(istio[mesh], pod)
+
+
+def test_pod_security_admission_table(
+    operator_pods: OperatorPods, istio: dict[str, Injector], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Which Pod Security level admits the chart's Pods (as shipped) before and after Istio's
+    injection, per injector and operator init container injection: the real API server's
+    PodSecurity admission decides. The table goes to docs/mesh-e2e.md (written under
+    .cache/cluster and printed); every cell must be ADMITTED's."""
+    rows = ["| istio injection | operator init injection | pod | " + " | ".join(LEVELS) + " |",
+            "|---|---|---|" + "---|" * len(LEVELS)]
+    wrong = []
+    for mesh, expected in ADMITTED.items():
+        for injection in INJECTION:
+            for role in ("head", "worker"):
+                pod = _injected(operator_pods, istio, mesh, injection, role)
+                cells = []
+                for level in LEVELS:
+                    refused = admission(operator_pods, pod, level)
+                    reason = ""
+                    if refused:
+                        m = re.search(r'violates PodSecurity "[a-z]+:latest": (.*)$', refused)
+                        reason = m.group(1) if m else refused[:200]
+                    cells.append("admitted" if refused is None else f"refused: {reason}")
+                    if (refused is None) != expected[level]:
+                        wrong.append(f"{mesh}/{injection}/{role} at {level}: {cells[-1]}")
+                rows.append(f"| {mesh} | {injection} | {role} | " + " | ".join(cells) + " |")
+    table = "\n".join(rows) + "\n"
+    out = CACHE / f"pod-security-{operator_pods.version}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    with capsys.disabled():
+        print(f"\nKubeRay {operator_pods.version}, Pod Security admission:\n{table}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_pod_security_admission_can_refuse(operator_pods: OperatorPods) -> None:
+    """Negative control: the operator's head Pod with one container made privileged is refused
+    by "baseline" and "restricted" (the admission above reads the Pods, not only the labels)."""
+    pod = operator_pods.pod("off", "chart", "head")
+    pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    for level in LEVELS:
+        refused = admission(operator_pods, pod, level)
+        assert refused is not None and "privileged" in refused, (level, refused)

@@ -455,7 +455,28 @@ def test_prerequisites_are_notes_on_stderr(tmp_path: Path,
     f = tmp_path / "permissive.yaml"
     f.write_text("mtls:\n  mode: PERMISSIVE\nkuberay:\n  upgradeStrategy: ''\n")
     assert main(["validate", str(f)]) == 0
-    assert "note:" not in capsys.readouterr().err
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "note:" in ln]
+    # only the Pod Security note is left: every sidecar-mode render gets it
+    assert len(notes) == 1 and "note: Pod Security:" in notes[0], notes
+
+
+def test_pod_security_note_for_sidecars_only(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Istio's injected istio-init breaks baseline and restricted unless Istio runs with
+    istio-cni (tests/mesh/test_injection.py, the real API server's admission): validate and
+    NOTES say so for sidecar mode; ambient pods get no sidecar, so neither does there."""
+    for dataplane, said in (("sidecar", True), ("ambient", False)):
+        f = tmp_path / f"{dataplane}.yaml"
+        f.write_text(f"mesh:\n  dataplane: {dataplane}\n")
+        assert main(["validate", str(f)]) == 0
+        assert ("istio-cni (istioctl install --set components.cni.enabled=true)"
+                in capsys.readouterr().err) is said
+        notes = subprocess.run([str(REPO / "bin" / "helm"), "install", "r", str(CHART),
+                                "--dry-run=client", "-f", str(f)],
+                               capture_output=True, text=True, check=False)
+        assert notes.returncode == 0, notes.stderr
+        assert ("Pod Security baseline or restricted, Istio needs istio-cni"
+                in notes.stdout) is said
 
 
 NATIVE = 'sidecar.istio.io/nativeSidecar: "{}"'

@@ -44,8 +44,9 @@ def prerequisites(values: Mapping[str, Any],
                   objs: Sequence[manifests.Manifest] = ()) -> list[str]:
     """What the values need from the cluster, measured with the real KubeRay operators
     (tests/cluster) and Istio's real injector (tests/mesh/test_injection.py): STRICT mTLS and
-    the operator's init container, unless every worker gets a native sidecar; the upgrade
-    strategy. Ambient pods (mesh.dataplane=ambient) have no sidecar that must start first."""
+    the operator's init container, unless every worker gets a native sidecar; istio-cni for a
+    namespace that enforces Pod Security (tests/mesh/test_injection.py); the upgrade strategy.
+    Ambient pods (mesh.dataplane=ambient) have no sidecar that must start first."""
     out = []
     mtls = values.get("mtls") or {}
     ambient = (values.get("mesh") or {}).get("dataplane") == "ambient"
@@ -60,6 +61,12 @@ def prerequisites(values: Mapping[str, Any],
                    f"workerDefaults.annotations.{NATIVE_SIDECAR}: \"true\" (Kubernetes 1.29+), "
                    "or run istiod with ENABLE_NATIVE_SIDECARS=true, or at its default (auto) "
                    "with every node's kubelet 1.33 or later")
+    if not ambient:
+        out.append("Pod Security: if the namespace enforces baseline or restricted, run Istio "
+                   "with istio-cni (istioctl install --set components.cni.enabled=true). "
+                   "Istio's injected istio-init container adds NET_ADMIN and NET_RAW, which "
+                   "both levels refuse; with istio-cni the injected Ray pods meet restricted "
+                   "(measured with the API server's PodSecurity admission)")
     kuberay = values.get("kuberay") or {}
     kind = (values.get("workload") or {}).get("kind", "RayCluster")
     if kind == "RayCluster" and kuberay.get("upgradeStrategy") == "Recreate":
