@@ -82,6 +82,21 @@ def metrics_env(version: str) -> Deployment:
     )
 
 
+# Ray token auth (rayAuth.enabled) needs Ray 2.52 or later: the versions of RAY_VERSIONS that
+# have it (the chart refuses the others).
+TOKEN_AUTH_VERSIONS = [v for v in RAY_VERSIONS if tuple(map(int, v.split(".")[:2])) >= (2, 52)]
+
+
+def ray_auth(version: str) -> Deployment:
+    """The defaults with Ray token auth: the operator creates the token Secret and puts
+    RAY_AUTH_MODE and RAY_AUTH_TOKEN into every Ray container."""
+    return Deployment(
+        _ns("ray-auth", version),
+        sets=("rayAuth.enabled=true",),
+        string_sets=(f"ray.version={version}",),
+    )
+
+
 def broken_fqdn(version: str) -> Deployment:
     """The chart's defaults with a typo in the node-ip-address snippet's variable
     (MESHRAY_POD_IPX): the chart refuses node-ip-address in values, so the rendered objects are
@@ -156,12 +171,13 @@ def rayjob_name(example: str = RAYJOB) -> str:
     return str(yaml.safe_load((EXAMPLES_DIR / f"{example}.yaml").read_text())["clusterName"])
 
 
-def rayjob(version: str, variant: str = "") -> Deployment:
+def rayjob(version: str, variant: str = "", sets: tuple[str, ...] = ()) -> Deployment:
     """`helm install` of the RayJob example with ray.version set, its ConfigMap created first;
-    ``variant`` names a second namespace (each RayJob runs once)."""
+    ``variant`` names a second namespace (each RayJob runs once), ``sets`` adds --set values."""
     return Deployment(
         _ns(RAYJOB + variant, version),
         values=(str(EXAMPLES_DIR / f"{RAYJOB}.yaml"),),
+        sets=sets,
         string_sets=(f"ray.version={version}",),
         prepare=rayjob_code,
     )
@@ -180,6 +196,10 @@ def deployment_for(test: str, params: dict[str, Any]) -> Deployment | None:
         return broken_fqdn(version)
     if test == "test_head_metrics_ports_follow_env":
         return metrics_env(version)
+    if test == "test_ray_token_auth":
+        return ray_auth(version)
+    if test == "test_without_token_auth_the_same_requests_pass":
+        return example(DEFAULT, version)
     if test == "test_guide_contract_leaves_ports_undeclared":
         return guide()
     # RayJob tests install their own deployment when they start (test_rayjob.py): a RayJob's

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import LOG_DIR, RAY_VERSIONS, rayjob, rayjob_name, venv_for
+from e2e_support import LOG_DIR, RAY_VERSIONS, TOKEN_AUTH_VERSIONS, rayjob, rayjob_name, venv_for
 from raynet.live import Deployment, LocalCluster
 from raynet.rayjob import RayJobConfig, RayJobResult, RayJobWatcher, run_rayjob
 from raynet.scenario import RunResult
@@ -141,3 +141,22 @@ def test_negative_rayjob_submitter_port(
     # Ray's own nodes were fine (run_job checked): the submitter's steps are what failed.
     failed = {s.name for s in result.steps if not s.ok}
     assert failed == set(JOB_STEPS), result.summary()
+
+
+@pytest.mark.parametrize("version", TOKEN_AUTH_VERSIONS)
+def test_rayjob_with_token_auth(
+    version: str, e2e_cluster: LocalCluster, record_run: list[RunResult]
+) -> None:
+    """rayAuth.enabled on the RayJob: the operator gives the job's cluster and the submitter's
+    container the token from the Secret it creates, and polls the dashboard with it (it reads
+    the Secret itself); the job runs to SUCCEEDED, as without the token."""
+    dep = rayjob(version, "-token", sets=("rayAuth.enabled=true",))
+    result = run_job(e2e_cluster, dep, version, f"rayjob-token@{version}", record_run)
+    rj = result.rayjob
+    failed = [s.name for s in result.steps if not s.ok]
+    assert result.ok, f"steps failed: {failed}\n{result.summary()}\n{rj}"
+    final = rj["final"]
+    assert final["RayJob"]["jobStatus"] == "SUCCEEDED", final
+    assert final["RayJob"]["jobDeploymentStatus"] == "Complete", final
+    assert rj["env"].get("RAY_AUTH_MODE") == "token", rj["env"]
+    assert len(rj["env"].get("RAY_AUTH_TOKEN", "")) >= 32, "the submitter got no token"

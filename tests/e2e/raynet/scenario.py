@@ -44,6 +44,9 @@ class RunConfig:
     start_timeout: float = 90.0
     # Where the node-to-node packet capture goes (None: no capture; needs tshark).
     capture_dir: Path | None = None
+    # Ray token auth (rayAuth.enabled): ask Ray's HTTP endpoints, the Jobs API and the Ray
+    # Client with and without the token while the driver holds its actors (token_auth_* steps).
+    token_auth: bool = False
 
 
 @dataclass
@@ -558,8 +561,21 @@ class Run:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(drv.pid, 9)
 
-    def client(self, node: Node, args: list[str], timeout: float) -> tuple[bool, Any]:
+    def client(
+        self,
+        node: Node,
+        args: list[str],
+        timeout: float,
+        env_change: dict[str, str | None] | None = None,
+    ) -> tuple[bool, Any]:
+        """client.py in the node with the Pod's env; ``env_change`` sets (or, with None,
+        removes) variables first."""
         env = self.node_env(self.c.pod(node.role))
+        for k, v in (env_change or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         proc = node.run(
             [self.python, str(WORKLOAD_DIR / "client.py"), *args, "--timeout", str(timeout)],
             env,
@@ -589,6 +605,8 @@ class Run:
                         timeout=self.cfg.step_timeout,
                     )
                     out["ok"], out["detail"] = ok, reply
+        if self.cfg.token_auth:
+            self.token_auth(pair)
         if self.cfg.job:
             with self.timed("job_submission") as out:
                 # The head Service the worker was given (its --address), on the dashboard port.
@@ -601,6 +619,53 @@ class Run:
                 )
                 out["ok"] = ok
                 out["detail"] = {"status": reply.get("status")} if ok else reply
+
+    def token_auth(self, pair: NodePair) -> None:
+        """From the worker node, with the worker Pod's env (RAY_AUTH_TOKEN from the operator's
+        Secret): each HTTP endpoint without and with the token, then the Jobs API and the Ray
+        Client without it and with it. Each step records what Ray answered (the test judges);
+        a step fails only when the harness could not ask."""
+        head, worker = pair.head.ip, pair.worker.ip
+        host = self.params["worker"]["address"].rpartition(":")[0]
+        dashboard = f"http://{host}:{self.params['head'].get('dashboard-port', '8265')}"
+        agent = self.params["head"].get("dashboard-agent-listen-port", "52365")
+        metrics = self.params["head"].get("metrics-export-port", "8080")
+        env = self.c.head.env
+        urls = {
+            "dashboard /api/version": f"{dashboard}/api/version",
+            "jobs API /api/jobs/": f"{dashboard}/api/jobs/",
+            "dashboard /api/gcs_healthz": f"{dashboard}/api/gcs_healthz",
+            "agent /api/healthz (probe)": f"http://{head}:{agent}/api/healthz",
+            "agent /api/local_raylet_healthz": f"http://{head}:{agent}/api/local_raylet_healthz",
+            "head metrics": f"http://{head}:{metrics}/metrics",
+            "worker metrics": f"http://{worker}:{metrics}/metrics",
+        }
+        for key, name in (("DASHBOARD_METRIC_PORT", "dashboard metrics"),
+                          ("AUTOSCALER_METRIC_PORT", "autoscaler metrics")):
+            if key in env and "no-monitor" not in self.params["head"]:
+                urls[name] = f"http://{head}:{env[key]}/metrics"
+        with self.timed("token_auth_http") as out:
+            ok, reply = self.client(pair.worker, ["auth", *urls.values()], timeout=60)
+            by_url = reply.get("results") or {}
+            out["ok"] = ok
+            out["detail"] = {name: by_url.get(url, reply) for name, url in urls.items()}
+        client = f"ray://{host}:{self.params['head'].get('ray-client-server-port', '10001')}"
+        # A caller that knows nothing of Ray's auth (no RAY_AUTH_MODE, no token), and one with
+        # the wrong token: what reaches the port without the Secret.
+        none: dict[str, str | None] = {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None}
+        wrong: dict[str, str | None] = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-it"}
+        for step, args, change in (
+            ("token_auth_job_without_token", ["job", dashboard], none),
+            ("token_auth_job_wrong_token", ["job", dashboard], wrong),
+            ("token_auth_rayclient_without_token", ["rayclient", client], none),
+            ("token_auth_rayclient_wrong_token", ["rayclient", client], wrong),
+            ("token_auth_rayclient_with_token", ["rayclient", client], {}),
+        ):
+            with self.timed(step) as out:
+                ok, reply = self.client(pair.worker, args, timeout=60, env_change=change)
+                if not ok:  # the end of what the caller saw: the error, not a stack dump
+                    reply = {k: str(v)[-400:] for k, v in reply.items()}
+                out["detail"] = {"succeeded": ok, "reply": reply}
 
     def audit_ports(self, pair: NodePair, sampler: Sampler) -> None:
         t0 = time.monotonic()

@@ -1,8 +1,11 @@
 """Out-of-driver probes, run with the Ray venv's python inside a node's namespaces.
 
 ``client.py job URL`` submits a job with a runtime_env (working_dir + env_vars) through the
-Jobs API and waits for it; ``client.py http URL...`` scrapes HTTP endpoints. Prints one JSON
-object; exit code 0 only on success.
+Jobs API and waits for it; ``client.py http URL...`` scrapes HTTP endpoints; ``client.py auth
+URL...`` asks each URL without a token, with a wrong one and with Ray's token (RAY_AUTH_TOKEN,
+as a bearer token) and reports the HTTP statuses; ``client.py rayclient ray://HOST:PORT``
+connects a Ray Client and runs one task. Prints one JSON object; exit code 0 only on success
+(for ``auth``: every request got an HTTP answer).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -69,14 +73,62 @@ def http(urls: list[str], timeout: float) -> dict[str, Any]:
     return {"ok": all("status" in r for r in results.values()), "results": results}
 
 
+def _status(url: str, headers: dict[str, str]) -> int | str:
+    """The HTTP status of one GET (an error status is an answer too), or the error."""
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError as exc:
+        return repr(exc)
+
+
+def auth(urls: list[str]) -> dict[str, Any]:
+    """Each URL without a token, with a wrong one and with RAY_AUTH_TOKEN (None when the
+    environment has no token)."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "")
+    results = {
+        url: {
+            "without": _status(url, {}),
+            "wrong": _status(url, {"Authorization": "Bearer not-the-token"}),
+            "with": _status(url, {"Authorization": f"Bearer {token}"}) if token else None,
+        }
+        for url in urls
+    }
+    answered = all(isinstance(v, int) or v is None for r in results.values() for v in r.values())
+    return {"ok": answered, "results": results}
+
+
+def rayclient(address: str, timeout: float) -> dict[str, Any]:
+    import ray
+
+    ray.init(address, logging_level="WARNING")
+    try:
+        node = ray.get(ray.remote(lambda: ray.get_runtime_context().get_node_id()).remote(),
+                       timeout=timeout)
+    finally:
+        ray.shutdown()
+    return {"ok": bool(node), "node": node}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["job", "http"])
+    p.add_argument("what", choices=["job", "http", "auth", "rayclient"])
     p.add_argument("urls", nargs="+")
     p.add_argument("--timeout", type=float, default=120)
     a = p.parse_args()
     try:
-        out = job(a.urls[0], a.timeout) if a.what == "job" else http(a.urls, a.timeout)
+        if a.what == "job":
+            out = job(a.urls[0], a.timeout)
+        elif a.what == "auth":
+            out = auth(a.urls)
+        elif a.what == "rayclient":
+            out = rayclient(a.urls[0], a.timeout)
+        else:
+            out = http(a.urls, a.timeout)
     except Exception as exc:
         out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(out, default=str))
