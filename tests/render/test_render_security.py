@@ -14,6 +14,7 @@ The real istiod's reading of the policy is tests/mesh/test_authorization.py.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from authz_support import (
     USER_FACING,
     expected,
 )
-from chart_support import RAYCLUSTER_EXAMPLES, REPO, Renderer
+from chart_support import CHART, RAYCLUSTER_EXAMPLES, REPO, Renderer
 from meshray.render import RenderError, RenderRequest, render
 
 # RayCluster renders (a RayJob's cluster spec is the same: tests/render/test_render_rayjob.py)
@@ -476,3 +477,31 @@ def test_each_risk_needs_its_own_acknowledgement(render_chart: Renderer, missing
     with pytest.raises(RenderError) as failed:
         render_chart(set_values=RISKY + tuple(acks))
     assert dropped.split("=")[0] in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("sets", "secret"),
+    [
+        ((), "meshray"),  # KubeRay names the Secret after the RayCluster
+        (("rayAuth.secretName=team-token",), "team-token"),
+        (("workload.kind=RayJob", "rayJob.entrypoint=python job.py"),
+         "$(kubectl get rayjob meshray -n ray -o jsonpath='{.status.rayClusterName}')"),
+    ],
+    ids=["generated", "named", "rayjob"],
+)
+def test_notes_say_where_the_ray_token_is(sets: tuple[str, ...], secret: str) -> None:
+    """With rayAuth.enabled, NOTES name the Secret KubeRay creates (after the RayCluster, a
+    RayJob's generated one) or the one the values name, and how to export the token; without
+    it they say nothing of a token."""
+    def notes(*extra: str) -> str:
+        args = [a for s in extra for a in ("--set", s)]
+        out = subprocess.run([str(REPO / "bin" / "helm"), "install", "meshray", str(CHART),
+                              "--dry-run=client", "-n", "ray", *args],
+                             capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("NOTES:", 1)[1]
+
+    text = notes("rayAuth.enabled=true", *sets)
+    assert f"key auth_token of Secret {secret}" in text, text
+    assert f"kubectl get secret {secret} -n ray -o jsonpath='{{.data.auth_token}}'" in text
+    assert "RAY_AUTH_TOKEN" not in notes(*sets)

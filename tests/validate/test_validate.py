@@ -692,3 +692,20 @@ def test_shared_identity_is_refused_without_acknowledgement_and_quiet_when_own(
     f.write_text("serviceAccount:\n  acknowledgeShared: true\n")
     assert main(["validate", "--strict", str(f)]) == 0
     assert "acknowledgeShared" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("values", "warned"), [
+    ("ray:\n  version: 2.61.0\n", True),
+    ("ray:\n  version: 2.61.0\nrayAuth:\n  enabled: true\n", False),
+    ("ray:\n  version: 2.60.0\n", False),
+], ids=["2.61-without", "2.61-with", "2.60"])
+def test_ray_2_61_without_token_auth_is_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               values: str, warned: bool) -> None:
+    """Ray 2.61 turns token auth on for every cluster: without rayAuth KubeRay gives the head
+    no token, so validate warns, naming rayAuth.enabled; --strict fails on it."""
+    f = tmp_path / "values.yaml"
+    f.write_text(values)
+    assert main(["validate", str(f)]) == 0
+    said = "".join(capsys.readouterr())
+    assert ("rayAuth.enabled" in said and "Ray 2.61 turns token" in said) is warned, said
+    assert main(["validate", "--strict", str(f)]) == (1 if warned else 0)

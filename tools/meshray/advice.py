@@ -132,12 +132,32 @@ def warnings(file: str, values: Mapping[str, Any], objs: Sequence[manifests.Mani
     if client.get("enabled"):
         out.append(Problem(file, "ingress.client.enabled", "the Ray Client port is exposed; it "
                            "runs arbitrary code for whoever connects", True, WARNING))
+    out += _token_auth_warnings(file, values)
     out += _worker_range_warnings(file, values, objs)
     out += _mesh_cost_warnings(file, values, objs)
     out += _shared_identity_warnings(file, objs)
     out += [audit_problem(file, f) for f in audit_mod.audit(objs, namespace=namespace)
             if f.severity in _AUDIT_SEVERITY and f.check not in _ELSEWHERE_BY_DESIGN]
     return out
+
+
+# Ray 2.61 turns token authentication on for every cluster (its release notes): `ray start
+# --head` then needs a token, which KubeRay provides only with authOptions (rayAuth.enabled).
+TOKEN_AUTH_DEFAULT = (2, 61)
+
+
+def _token_auth_warnings(file: str, values: Mapping[str, Any]) -> list[Problem]:
+    version = str((values.get("ray") or {}).get("version") or "")
+    parts = version.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return []
+    if (int(parts[0]), int(parts[1])) < TOKEN_AUTH_DEFAULT or (values.get("rayAuth") or {}).get(
+            "enabled"):
+        return []
+    return [Problem(file, "rayAuth.enabled", f"ray.version {version}: Ray 2.61 turns token "
+                    "authentication on for every cluster (its release notes; not run here), "
+                    "so the head needs a token, which KubeRay creates only with "
+                    "rayAuth.enabled: true", False, WARNING)]
 
 
 # The audit's severities validate reports, as its own; info findings are not shown.
