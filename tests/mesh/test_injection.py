@@ -302,6 +302,16 @@ def test_what_the_injector_adds_to_the_pod_metadata(
         assert "sidecar.istio.io/status" in after["metadata"]["annotations"]
 
 
+def _report(rows: list[str], name: str, title: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A measured table: written under .cache/cluster (docs/mesh-e2e.md quotes it) and printed."""
+    table = "\n".join(rows) + "\n"
+    out = CACHE / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    with capsys.disabled():
+        print(f"\n{title}:\n{table}")
+
+
 def test_container_order_table(
     operator_pods: OperatorPods, istio: dict[str, Injector], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -315,12 +325,8 @@ def test_container_order_table(
             for mesh in ("default", "native", "cni"):
                 pod = inject(istio[mesh], operator_pods.pod(injection, release))
                 rows.append(f"| {injection} | {release} | {mesh} | {describe(pod)} |")
-    table = "\n".join(rows) + "\n"
-    out = CACHE / f"injection-{operator_pods.version}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table)
-    with capsys.disabled():
-        print(f"\nKubeRay {operator_pods.version}:\n{table}")
+    _report(rows, f"injection-{operator_pods.version}.md", f"KubeRay {operator_pods.version}",
+            capsys)
     assert len(rows) == 2 + len(INJECTION) * len(RELEASES) * 3
 
 
@@ -467,12 +473,8 @@ def test_pod_security_admission_table(
                     if (refused is None) != expected[level]:
                         wrong.append(f"{mesh}/{injection}/{role} at {level}: {cells[-1]}")
                 rows.append(f"| {mesh} | {injection} | {role} | " + " | ".join(cells) + " |")
-    table = "\n".join(rows) + "\n"
-    out = CACHE / f"pod-security-{operator_pods.version}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table)
-    with capsys.disabled():
-        print(f"\nKubeRay {operator_pods.version}, Pod Security admission:\n{table}")
+    _report(rows, f"pod-security-{operator_pods.version}.md",
+            f"KubeRay {operator_pods.version}, Pod Security admission", capsys)
     assert not wrong, "\n".join(wrong)
 
 
