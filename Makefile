@@ -43,7 +43,7 @@ render: setup ## render the chart (VALUES=file) and print manifests plus the por
 # The suite checks the chart with every ecosystem tool (kubeconform, istioctl, ct, Helm 3),
 # so it installs them first (mk/lint.mk); their tests fail rather than skip when CI=true.
 test: setup lint-setup ## run the test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # The inner loop for people changing the chart: only the venv and Helm 4, and the fast tests
 # that need no ecosystem tool (marker ecosystem left out; a test needing a tool skips outside

@@ -212,8 +212,10 @@ lint-ct: lint-setup
 lint-ecosystem: lint-setup
 	$(PY) $(ECO)/check_renders.py --helm $(HELM) --bin $(BIN) --schemas $(SCHEMAS)
 
+# The suites that render through $MESHRAY_HELM (the chart, validate, the CLI) again with Helm 3,
+# on both cores; the audit's tests read manifests, and tests/ecosystem runs Helm 3 itself.
 lint-helm3-suite: lint-setup
-	MESHRAY_HELM=$(HELM3) $(PY) -m pytest -q -p no:cacheprovider
+	MESHRAY_HELM=$(HELM3) $(PY) -m pytest -q -p no:cacheprovider -n auto tests/render tests/validate tests/cli
 
 .PHONY: passthrough-schema
 passthrough-schema: venv lint-schemas ## regenerate values.schema.yamale's pod-spec block from Kubernetes' definitions
